@@ -1,0 +1,1 @@
+"""Workstation half of edgesr: define, train, distil, quantize, compile and evaluate SR models (TensorFlow)."""

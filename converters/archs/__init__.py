@@ -1,0 +1,43 @@
+"""SR network definitions. ``build(spec)`` is the one way to get a Keras model from an :class:`ArchSpec`."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+ARCHS = ("srgan", "efdn", "espcn", "fsrcnn")
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Everything needed to rebuild a network: stored in checkpoints and model cards."""
+
+    arch: str
+    scale: int
+    width: int = 32
+    blocks: int = 4
+    anchor: bool = True  # add the nearest-neighbour-upsampled input before pixel shuffle (ABPN)
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
+        if self.scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, not {self.scale}")
+        if self.width < 1 or self.blocks < 0:
+            raise ValueError("width must be >= 1 and blocks >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ArchSpec":
+        return cls(**d)
+
+
+def build(spec: ArchSpec, input_shape=(None, None, 3), upsample: str = "depth_to_space", deploy: bool = False):
+    """Keras model for ``spec``. ``upsample='transpose_conv'`` makes the Edge TPU variant (no DEPTH_TO_SPACE);
+    ``deploy=True`` builds EFDN with its blocks already re-parameterised into single 3x3 convs."""
+    from . import baselines, efdn, srgan
+
+    makers = {"srgan": srgan.generator, "efdn": efdn.efdn, "espcn": baselines.espcn, "fsrcnn": baselines.fsrcnn}
+    kwargs = {"deploy": deploy} if spec.arch == "efdn" else {}
+    return makers[spec.arch](spec, input_shape=input_shape, upsample=upsample, **kwargs)

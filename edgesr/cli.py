@@ -1,0 +1,172 @@
+"""`edgesr` command line: models, info, upscale, bench. Errors become one line on stderr and exit code 2."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import EdgeSRError
+
+BACKENDS = click.Choice(["auto", "cpu", "edgetpu"])
+
+
+def friendly(fn):
+    @functools.wraps(fn)
+    def wrapper(*a, **k):
+        try:
+            return fn(*a, **k)
+        except EdgeSRError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            sys.exit(130)
+    return wrapper
+
+
+def _size(value: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+        if w < 1 or h < 1:
+            raise ValueError
+        return w, h
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected WIDTHxHEIGHT, e.g. 320x240") from None
+
+
+@click.group()
+@click.version_option(package_name="edgesr")
+def main() -> None:
+    """Real-time super-resolution for edge boards."""
+    import logging
+    import os
+
+    # our own one-line errors replace OpenCV's and FFmpeg's C-level chatter on stderr
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def models(as_json):
+    """List the shipped models."""
+    from .engine import is_edgetpu_model
+    from .modelcard import DEFAULTS, load_card, shipped_models
+
+    rows = []
+    for p in shipped_models():
+        c = load_card(p)
+        set5 = (c.metrics.get("Set5") or {}).get("psnr_y") if c else None
+        rows.append({"name": p.stem, "scale": c and c.scale, "dtype": c and c.dtype,
+                     "tile": "x".join(map(str, c.tile)) if c and c.tile else "dynamic", "params": c and c.params,
+                     "set5_psnr_y": set5, "backend": "edgetpu" if is_edgetpu_model(p) else "cpu",
+                     "default": p.stem in DEFAULTS.values()})
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    click.echo(f"{'name':<42} {'x':>2} {'dtype':<8} {'tile':<8} {'params':>7} {'Set5 dB':>8}  backend")
+    for r in rows:
+        click.echo(f"{r['name'] + (' *' if r['default'] else ''):<42} {r['scale']:>2} {r['dtype']:<8} {r['tile']:<8} "
+                   f"{r['params'] or 0:>7} {r['set5_psnr_y'] or float('nan'):>8.2f}  {r['backend']}")
+    click.echo("* default for its scale")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def info(model, as_json):
+    """IO shapes, dtypes and quantization, op list, Edge TPU status and the card of MODEL."""
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from .engine import interpreter_api, is_edgetpu_model
+    from .errors import ModelError
+    from .modelcard import load_card, resolve_model
+
+    path = resolve_model(model)
+    name, Interpreter, _ = interpreter_api()
+    compiled = is_edgetpu_model(path)
+    try:
+        it = Interpreter(model_path=str(path))
+    except (ValueError, RuntimeError) as e:
+        raise ModelError(f"{path}: not a valid TFLite model ({str(e).strip().splitlines()[0] if str(e).strip() else e})") from None
+    io = lambda d: {"name": d["name"], "shape": [int(v) for v in d.get("shape_signature", d["shape"])],
+                    "dtype": np.dtype(d["dtype"]).name, "quantization": [float(d["quantization"][0]), int(d["quantization"][1])]}
+    card = load_card(path)
+    ops = [o["op_name"] for o in it._get_ops_details()]
+    res = {"model": str(path), "interpreter": name, "edgetpu_compiled": compiled,
+           "inputs": [io(d) for d in it.get_input_details()], "outputs": [io(d) for d in it.get_output_details()],
+           "ops": ops, "card": asdict(card) if card else None}
+    if as_json:
+        click.echo(json.dumps(res, indent=1))
+        return
+    click.echo(f"{path}  ({name}; {'Edge TPU-compiled' if compiled else 'not Edge TPU-compiled'})")
+    for k in ("inputs", "outputs"):
+        for d in res[k]:
+            click.echo(f"  {k[:-1]:<6} {d['name']}: {d['shape']} {d['dtype']} q={d['quantization']}")
+    click.echo(f"  ops    {len(ops)}: {', '.join(ops)}")
+    if card:
+        click.echo(f"  card   x{card.scale} {card.dtype} {card.variant} tile={card.tile} params={card.params} "
+                   f"MACs/out px={card.macs_per_output_pixel} margin={card.margin}")
+        for k, m in card.metrics.items():
+            click.echo(f"         {k}: {json.dumps(m)}")
+    else:
+        click.echo("  card   none (pass --scale when running it)")
+
+
+@main.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("--model", default=None, help="shipped model name or .tflite path (default: real-time x4 int8)")
+@click.option("--backend", type=BACKENDS, default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(1, 64), default=None, help="CPU threads (default: all cores)")
+@click.option("--scale", type=click.IntRange(2, 4), default=None, help="for models without a card")
+@friendly
+def upscale(input, output, model, backend, threads, scale):
+    """Upscale an image, a folder of images (OUTPUT folder gets <stem>.png) or a video (same fps)."""
+    from .engine import Engine
+    from .imageio import read_rgb, write_rgb
+    from .media import kind_of, upscale_folder, upscale_video
+
+    kind = kind_of(input)
+    eng = Engine(model, backend=backend, threads=threads, scale=scale)
+    if kind == "image":
+        img = read_rgb(input)
+        write_rgb(output, eng.upscale(img))
+        n = 1
+    elif kind == "folder":
+        n = upscale_folder(eng, input, output, click.progressbar)
+    else:
+        n = upscale_video(eng, input, output, click.progressbar)
+    click.echo(f"{n} {kind if n == 1 else 'frames' if kind == 'video' else 'images'} -> {output} "
+               f"({eng.path.name}, x{eng.scale}, {eng.backend})", err=True)
+
+
+@main.command()
+@click.option("--model", default=None, help="shipped model name or .tflite path")
+@click.option("--backend", type=BACKENDS, default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(1, 64), default=None)
+@click.option("--input-size", default="320x240", show_default=True, type=_size, help="LR WIDTHxHEIGHT")
+@click.option("--seconds", type=click.FloatRange(0.5, 3600), default=10.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def bench(model, backend, threads, input_size, seconds, as_json):
+    """Latency/fps of a model on a real image vs OpenCV bicubic to the same size, in one run."""
+    from .bench import run_bench
+
+    r = run_bench(model, backend, threads, input_size, seconds)
+    if as_json:
+        click.echo(json.dumps(r))
+        return
+    click.echo(f"{r['model']} on {r['backend']} ({r['threads']} threads, {r['interpreter']}): "
+               f"{r['input_size']} -> {r['output_size']}")
+    click.echo(f"  model   median {r['ms_median']:.2f} ms  p90 {r['ms_p90']:.2f} ms  {r['fps_median']:.1f} fps "
+               f"({r['frames']} frames; interpreter {r['invoke_share']:.0%} of frame time)")
+    click.echo(f"  bicubic median {r['bicubic_ms_median']:.2f} ms  -> model/bicubic {r['ratio_to_bicubic']:.1f}x")
+    click.echo(f"  memory  peak RSS {r['peak_rss_mb']:.0f} MB (after warm-up {r['rss_start_mb']:.0f} MB, end {r['rss_end_mb']:.0f} MB)")

@@ -1,0 +1,269 @@
+"""Run a TFLite SR model on RGB uint8 frames: interpreter discovery, backend choice, quantization, tiling.
+
+Interpreter: ai_edge_litert, else tflite_runtime, else tensorflow.lite (found at run time, reported).
+Backends: ``cpu`` (XNNPACK, N threads) and ``edgetpu`` (``load_delegate('libedgetpu.so.1')``, or Google's
+pycoral when it happens to be importable); ``auto`` takes the Edge TPU for Edge TPU-compiled models and falls
+back to the card's CPU twin with a warning when the accelerator is missing.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BackendError, InputError, ModelError
+from .modelcard import ModelCard, load_card, resolve_model
+from .tiling import Tiler
+
+log = logging.getLogger("edgesr.engine")
+EDGETPU_LIB = {"linux": "libedgetpu.so.1", "darwin": "libedgetpu.1.dylib", "win32": "edgetpu.dll"}
+
+
+def interpreter_api():
+    """(name, Interpreter class, load_delegate) of the first TFLite interpreter package installed."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter, load_delegate
+        return "ai-edge-litert", Interpreter, load_delegate
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter, load_delegate
+        return "tflite-runtime", Interpreter, load_delegate
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf  # heavy; only when nothing lighter is installed
+        return "tensorflow.lite", tf.lite.Interpreter, tf.lite.experimental.load_delegate
+    except ImportError:
+        raise BackendError("no TFLite interpreter: pip install ai-edge-litert (or tflite-runtime)") from None
+
+
+def is_edgetpu_model(path) -> bool:
+    """An Edge TPU-compiled model carries the custom op name in its flatbuffer."""
+    try:
+        return b"edgetpu-custom-op" in Path(path).read_bytes()
+    except OSError:
+        return False
+
+
+def edgetpu_hint() -> str:
+    """What is missing for the Edge TPU, in words a user can act on."""
+    missing = []
+    import ctypes.util
+    if not ctypes.util.find_library("edgetpu"):
+        missing.append("libedgetpu (apt install libedgetpu1-std from Coral's repository)")
+    has_pcie = any(Path("/dev").glob("apex_*"))
+    has_usb = False
+    for d in Path("/sys/bus/usb/devices").glob("*/idVendor"):
+        try:
+            has_usb |= d.read_text().strip() in ("1a6e", "18d1")
+        except OSError:
+            pass
+    if not (has_pcie or has_usb):
+        missing.append("an Edge TPU device (/dev/apex_0 for PCIe/M.2, or the Coral USB 1a6e:089a / 18d1:9302)")
+    if has_usb and not missing:
+        missing.append("permission to the USB device (install firmware-configs/coral-usb/99-edgetpu.rules)")
+    return "; ".join(missing) or "the Edge TPU delegate failed to load"
+
+
+def _make_edgetpu_interpreter(path: str, Interpreter, load_delegate):
+    try:
+        from pycoral.utils.edgetpu import make_interpreter  # Google's pycoral, only if really installed
+        return make_interpreter(path)
+    except Exception:
+        pass
+    lib = EDGETPU_LIB.get(sys.platform, "libedgetpu.so.1")
+    hook = sys.unraisablehook
+    # ai-edge-litert's Delegate.__del__ raises AttributeError after a failed load; keep that noise off stderr
+    sys.unraisablehook = lambda u: None if "Delegate.__del__" in repr(u.object) else hook(u)
+    error = None
+    try:
+        try:
+            delegate = load_delegate(lib)
+        except (ValueError, OSError, RuntimeError) as e:
+            error = str(e).splitlines()[0] if str(e) else type(e).__name__
+        gc.collect()  # the half-built Delegate dies here, once the exception is gone
+    finally:
+        sys.unraisablehook = hook
+    if error is not None:
+        raise BackendError(f"Edge TPU unavailable: {edgetpu_hint()} ({error})")
+    return Interpreter(model_path=path, experimental_delegates=[delegate])
+
+
+class Engine:
+    """Upscales RGB uint8 frames with one model. Not thread-safe: one engine per thread."""
+
+    def __init__(self, model: str | os.PathLike | None = None, backend: str = "auto", threads: int | None = None,
+                 scale: int | None = None):
+        if backend not in ("auto", "cpu", "edgetpu"):
+            raise BackendError(f"backend must be auto, cpu or edgetpu, not {backend!r}")
+        path = resolve_model(None if model is None else str(model), scale or 4)
+        self.card = load_card(path)
+        if self.card is None:
+            if scale is None:
+                raise ModelError(f"{path}: no model card ({path.with_suffix('.json').name}); pass --scale")
+            self.card = ModelCard(name=path.stem, scale=scale)
+        self.threads = threads or os.cpu_count() or 1
+        self.interpreter_name, Interpreter, load_delegate = interpreter_api()
+        self.warning = None
+        compiled = is_edgetpu_model(path)
+        if backend == "edgetpu" and not compiled:
+            raise BackendError(f"{path.name} is not compiled for the Edge TPU; run edgesr-convert compile, "
+                               "or use --backend cpu")
+        if compiled and backend in ("auto", "edgetpu"):
+            try:
+                self.interpreter = _make_edgetpu_interpreter(str(path), Interpreter, load_delegate)
+                self.backend = "edgetpu"
+            except BackendError as e:
+                twin = self.card.cpu_twin and path.with_name(self.card.cpu_twin)
+                if backend == "edgetpu" or not twin or not twin.exists():
+                    raise
+                self.warning = f"{e}; falling back to the CPU model {twin.name}"
+                log.warning(self.warning)
+                path, self.card = twin, load_card(twin) or self.card
+                compiled = False
+        if compiled and backend == "cpu":
+            raise BackendError(f"{path.name} is Edge TPU-compiled and cannot run on the CPU; use its CPU twin "
+                               f"{self.card.cpu_twin or '(none named in the card)'}")
+        if not compiled:
+            self.interpreter = self._cpu_interpreter(path, Interpreter)
+            self.backend = "cpu"
+        self.path = Path(path)
+        self.scale = self.card.scale
+        self._setup_io()
+
+    def _cpu_interpreter(self, path: Path, Interpreter):
+        if not path.is_file():
+            raise ModelError(f"{path}: no such model file")
+        try:
+            it = Interpreter(model_path=str(path), num_threads=self.threads)
+            it.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{path}: not a valid TFLite model ({msg})") from None
+        return it
+
+    def _setup_io(self) -> None:
+        it = self.interpreter
+        if len(it.get_input_details()) != 1 or len(it.get_output_details()) != 1:
+            raise ModelError(f"{self.path.name}: expected one input and one output tensor")
+        i, o = it.get_input_details()[0], it.get_output_details()[0]
+        sig = list(i.get("shape_signature", i["shape"]))
+        if len(sig) != 4 or sig[-1] != 3:
+            raise ModelError(f"{self.path.name}: input shape {sig} is not [batch, h, w, 3]")
+        self.dynamic = sig[1] < 0 or sig[2] < 0
+        self.batch = max(int(i["shape"][0]), 1)
+        self.tile = None if self.dynamic else (int(i["shape"][1]), int(i["shape"][2]))
+        self.in_dtype, self.out_dtype = np.dtype(i["dtype"]), np.dtype(o["dtype"])
+        self._in_index, self._out_index = i["index"], o["index"]
+        self._in_lut = self._out_lut = None
+        if self.in_dtype.kind in "iu":
+            s, z = i["quantization"]
+            vals = np.clip(np.round(np.arange(256) / 255.0 / s + z), np.iinfo(self.in_dtype).min,
+                           np.iinfo(self.in_dtype).max)
+            identity = self.in_dtype == np.uint8 and np.array_equal(vals, np.arange(256))
+            self._in_lut = None if identity else vals.astype(self.in_dtype)
+            self._in_identity = identity
+        if self.out_dtype.kind in "iu":
+            s, z = o["quantization"]
+            info = np.iinfo(self.out_dtype)
+            q = np.arange(info.min, info.max + 1)
+            self._out_lut = np.clip(np.round((q - z) * s * 255.0), 0, 255).astype(np.uint8)
+            self._out_offset = -info.min
+        self._in_scale = np.float32(1.0 / 255.0)
+        self._tilers: dict = {}
+        self._shape = None
+        self.last_invoke_s = 0.0  # interpreter time of the last upscale() (bench splits Python vs model time)
+
+    # -- per-frame path ---------------------------------------------------------------------------------
+    def _to_input(self, src: np.ndarray, dst: np.ndarray) -> None:
+        if self.in_dtype.kind == "f":
+            np.multiply(src, self._in_scale, out=dst, dtype=dst.dtype, casting="unsafe")
+        elif self._in_lut is None:
+            dst[...] = src
+        else:
+            np.take(self._in_lut, src, out=dst)
+
+    def _from_output(self, src: np.ndarray, dst: np.ndarray) -> None:
+        if self._out_lut is not None:
+            if self._out_offset:
+                np.take(self._out_lut, src.view(np.uint8) ^ np.uint8(0x80), out=dst)
+            else:
+                np.take(self._out_lut, src, out=dst)
+        else:
+            np.multiply(src, 255.0, out=src)
+            np.add(src, 0.5, out=src)
+            np.clip(src, 0, 255, out=src)
+            dst[...] = src
+
+    def _run_whole(self, frame: np.ndarray, out: np.ndarray) -> None:
+        h, w = frame.shape[:2]
+        it = self.interpreter
+        if self._shape != (h, w):
+            it.resize_tensor_input(self._in_index, [1, h, w, 3], strict=False)
+            it.allocate_tensors()
+            self._shape = (h, w)
+        self._to_input(frame, it.tensor(self._in_index)()[0])
+        t0 = time.perf_counter()
+        it.invoke()
+        self.last_invoke_s = time.perf_counter() - t0
+        self._from_output(it.tensor(self._out_index)()[0], out)
+
+    def _run_tiled(self, frame: np.ndarray, out: np.ndarray) -> None:
+        h, w = frame.shape[:2]
+        tiler = self._tilers.get((h, w))
+        if tiler is None:
+            tiler = self._tilers[(h, w)] = Tiler((h, w), self.tile, self.card.margin, self.scale)
+        padded = tiler.pad(frame)
+        self.last_invoke_s = 0.0
+        it = self.interpreter
+        n = len(tiler)
+        for b0 in range(0, n, self.batch):
+            idx = list(range(b0, min(b0 + self.batch, n)))
+            inp = it.tensor(self._in_index)()
+            for j, i in enumerate(idx):
+                self._to_input(tiler.crop(padded, i), inp[j])
+            del inp
+            t0 = time.perf_counter()
+            it.invoke()
+            self.last_invoke_s += time.perf_counter() - t0
+            res = it.tensor(self._out_index)()
+            tile_hr = self._tile_buf
+            for j, i in enumerate(idx):
+                self._from_output(res[j], tile_hr)
+                tiler.place(out, tile_hr, i)
+            del res
+
+    def upscale(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """RGB uint8 HxWx3 -> RGB uint8 (sH)x(sW)x3. Pass ``out`` to reuse a buffer (no allocation)."""
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            got = getattr(frame, "shape", type(frame).__name__), getattr(frame, "dtype", "")
+            raise InputError(f"expected an HxWx3 uint8 RGB frame, got {got[0]} {got[1]}")
+        if self.card.color_order == "BGR":
+            frame = frame[:, :, ::-1]
+        frame = np.ascontiguousarray(frame)
+        h, w = frame.shape[:2]
+        s = self.scale
+        if out is None:
+            out = np.empty((h * s, w * s, 3), np.uint8)
+        elif out.shape != (h * s, w * s, 3) or out.dtype != np.uint8:
+            raise InputError(f"out buffer must be {(h * s, w * s, 3)} uint8, got {out.shape} {out.dtype}")
+        if self.dynamic:
+            self._run_whole(frame, out)
+        else:
+            if getattr(self, "_tile_buf", None) is None:
+                self._tile_buf = np.empty((self.tile[0] * s, self.tile[1] * s, 3), np.uint8)
+            self._run_tiled(frame, out)
+        if self.card.color_order == "BGR":
+            out[...] = out[:, :, ::-1]
+        return out
+
+    def describe(self) -> dict:
+        return {"model": self.path.name, "backend": self.backend, "interpreter": self.interpreter_name,
+                "threads": self.threads, "scale": self.scale, "tile": list(self.tile) if self.tile else None,
+                "batch": self.batch, "input_dtype": str(self.in_dtype), "output_dtype": str(self.out_dtype)}

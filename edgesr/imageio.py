@@ -1,0 +1,59 @@
+"""Reading and writing images as RGB uint8 with clear errors and atomic writes (no half-written files)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+
+def read_rgb(path, error=InputError) -> np.ndarray:
+    """HxWx3 RGB uint8; greyscale becomes 3 channels, alpha is dropped. Raises ``error`` naming the file."""
+    import cv2
+
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{p}: no such file")
+    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise error(f"{p}: not a readable image")
+    if img.dtype != np.uint8:
+        img = (img / (np.iinfo(img.dtype).max / 255.0)).round().astype(np.uint8) if img.dtype.kind == "u" \
+            else np.clip(img * 255.0, 0, 255).astype(np.uint8)
+    if img.ndim == 2:
+        return np.repeat(img[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(img[:, :, 2::-1])
+
+
+def atomic_path(path) -> tuple[Path, Path]:
+    """(temporary path beside ``path`` with the same suffix, final path). Rename the first onto the second."""
+    final = Path(path)
+    if not final.parent.exists():
+        raise InputError(f"{final.parent}: output folder does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=final.suffix, dir=final.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return Path(tmp), final
+
+
+def write_rgb(path, img: np.ndarray) -> None:
+    """Write an RGB uint8 image atomically; the format follows the suffix."""
+    import cv2
+
+    if not cv2.haveImageWriter(str(path)):
+        raise InputError(f"{path}: cannot encode an image with suffix {Path(path).suffix!r} (use .png or .jpg)")
+    try:
+        tmp, final = atomic_path(path)
+    except PermissionError:
+        raise InputError(f"{path}: output path is not writable") from None
+    try:
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(img[:, :, ::-1])):
+            raise InputError(f"{path}: cannot encode an image with suffix {final.suffix!r}")
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,75 @@
+"""Upscaling whole inputs: one image, a folder of images, or a video file (same fps), written atomically."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .imageio import atomic_path, read_rgb, write_rgb
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v"}
+
+
+def kind_of(path: Path) -> str:
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.suffix.lower() in IMAGE_EXTS:
+        return "image"
+    if path.suffix.lower() in VIDEO_FOURCC or path.suffix.lower() in {".webm", ".m4v", ".mpg", ".h264"}:
+        return "video"
+    raise InputError(f"{path}: unknown input type {path.suffix!r} (images: {', '.join(sorted(IMAGE_EXTS))}; "
+                     f"videos: {', '.join(sorted(VIDEO_FOURCC))})")
+
+
+def upscale_folder(engine, src: Path, dst: Path, progress) -> int:
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise InputError(f"{src}: no images in folder")
+    dst.mkdir(parents=True, exist_ok=True)
+    with progress(files, label=f"upscaling {len(files)} images") as bar:
+        for f in bar:
+            write_rgb(dst / f"{f.stem}.png", engine.upscale(read_rgb(f)))
+    return len(files)
+
+
+def upscale_video(engine, src: Path, dst: Path, progress) -> int:
+    import cv2
+
+    fourcc = VIDEO_FOURCC.get(dst.suffix.lower())
+    if fourcc is None:
+        raise InputError(f"{dst}: unsupported output video type {dst.suffix!r} ({', '.join(sorted(VIDEO_FOURCC))})")
+    cap = cv2.VideoCapture(str(src))
+    ok, frame = cap.read()
+    if not ok:
+        raise InputError(f"{src}: cannot decode video (unsupported codec or not a video)")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    h, w = frame.shape[:2]
+    s = engine.scale
+    tmp, final = atomic_path(dst)
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (w * s, h * s))
+    if not writer.isOpened():
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{dst}: cannot open a {fourcc} video writer for it")
+    out = np.empty((h * s, w * s, 3), np.uint8)
+    n = 0
+    try:
+        with progress(length=total, label="upscaling video") as bar:
+            while ok:
+                engine.upscale(np.ascontiguousarray(frame[:, :, ::-1]), out=out)
+                writer.write(np.ascontiguousarray(out[:, :, ::-1]))
+                n += 1
+                bar.update(1)
+                ok, frame = cap.read()
+        writer.release()
+        os.replace(tmp, final)
+    finally:
+        writer.release()
+        cap.release()
+        tmp.unlink(missing_ok=True)
+    return n

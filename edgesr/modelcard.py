@@ -1,0 +1,95 @@
+"""Model cards: the JSON beside each ``.tflite`` that tells the runtime how to use it and what it measured."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import ModelError
+
+CARD_VERSION = 1
+
+
+@dataclass
+class ModelCard:
+    name: str
+    scale: int
+    variant: str = "cpu"                 # "cpu" or "edgetpu"
+    dtype: str = "float32"               # weights/activations: float32, float16, int8
+    tile: list[int] | None = None        # [h, w] of the fixed LR input, None for dynamic shape
+    margin: int = 4                      # LR pixels of context a tile needs on each side (receptive field)
+    color_order: str = "RGB"
+    arch: dict = field(default_factory=dict)
+    params: int = 0
+    macs_per_output_pixel: float = 0.0
+    edgetpu_compiled: bool = False
+    cpu_twin: str | None = None          # file name of a CPU model to fall back to
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    version: int = CARD_VERSION
+
+    def save(self, path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "card") -> "ModelCard":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ModelError(f"{where}: unknown keys {', '.join(unknown)}")
+        try:
+            card = cls(**d)
+        except TypeError as e:
+            raise ModelError(f"{where}: {e}") from None
+        if card.scale not in (2, 3, 4):
+            raise ModelError(f"{where}: scale must be 2, 3 or 4, not {card.scale!r}")
+        if card.tile is not None and (len(card.tile) != 2 or min(card.tile) < 1):
+            raise ModelError(f"{where}: tile must be [h, w] or null")
+        if card.color_order not in ("RGB", "BGR"):
+            raise ModelError(f"{where}: color_order must be RGB or BGR")
+        return card
+
+
+def card_path(model_path) -> Path:
+    p = Path(model_path)
+    return p.with_suffix(".json")
+
+
+def load_card(model_path) -> ModelCard | None:
+    """The card beside ``model_path`` (``x.tflite`` -> ``x.json``), or None if there is none."""
+    p = card_path(model_path)
+    if not p.exists():
+        return None
+    try:
+        data = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{p}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{p}: expected a JSON object")
+    return ModelCard.from_dict(data, where=str(p))
+
+
+MODELS_DIR = Path(__file__).parent / "models"
+DEFAULTS = {4: "srgan_w16b1_x4_int8", 2: "srgan_w16b1_x2_int8"}
+
+
+def shipped_models() -> list[Path]:
+    return sorted(MODELS_DIR.glob("*.tflite"))
+
+
+def resolve_model(name_or_path: str | None, scale: int = 4) -> Path:
+    """A shipped model's name (with or without .tflite) or a path; None gives the default for ``scale``."""
+    if name_or_path is None:
+        if scale not in DEFAULTS:
+            raise ModelError(f"no shipped default model for x{scale}; pass --model")
+        name_or_path = DEFAULTS[scale]
+    p = Path(name_or_path)
+    if p.suffix == ".tflite" and p.exists():
+        return p
+    for cand in (MODELS_DIR / f"{name_or_path}.tflite", MODELS_DIR / str(name_or_path)):
+        if cand.is_file():
+            return cand
+    if p.exists():
+        return p
+    names = ", ".join(m.stem for m in shipped_models()) or "none"
+    raise ModelError(f"{name_or_path}: no such model file or shipped model (shipped: {names})")

@@ -1,0 +1,205 @@
+"""Converters: architectures, re-parameterisation, export parity, Edge TPU report, CLI smoke runs."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import DATA, FIX, run_cli, slow_steps
+
+tf = pytest.importorskip("tensorflow", reason="converters need the [convert] extra")
+import keras  # noqa: E402
+
+from converters.archs import ArchSpec, build  # noqa: E402
+from converters.archs.common import copy_weights  # noqa: E402
+from converters.quantize import convert, equalize_anchor  # noqa: E402
+
+
+def rand(shape, seed=0):
+    return np.random.default_rng(seed).random(shape, dtype=np.float32)
+
+
+@pytest.mark.parametrize("arch", ["srgan", "efdn", "espcn", "fsrcnn"])
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_archs_upscale_any_size(arch, scale):
+    m = build(ArchSpec(arch, scale, width=8, blocks=1))
+    assert m(rand((1, 13, 17, 3))).shape == (1, 13 * scale, 17 * scale, 3)
+
+
+def test_efdn_reparameterize_identical():
+    from converters.archs.efdn import efdn, reparameterize
+
+    spec = ArchSpec("efdn", 2, width=8, blocks=3)
+    train = efdn(spec, branchwise=True)
+    for layer in train.layers:  # non-trivial scales/biases on every branch
+        if layer.weights:
+            layer.set_weights([w * 0.5 + rand(w.shape, 1) * 0.02 for w in layer.get_weights()])
+    deploy = reparameterize(train, spec)
+    x = rand((2, 19, 23, 3))
+    ref = np.asarray(train(x))
+    assert 0.5 < np.abs(ref).max() < 50  # a realistic output range, not a trivially small one
+    assert np.abs(ref - np.asarray(deploy(x))).max() < 1e-4
+    assert not any(type(layer).__name__ == "EDBB" for layer in deploy.layers)
+
+
+def test_static_shuffle_equals_depth_to_space():
+    spec = ArchSpec("srgan", 3, width=8, blocks=1)
+    a = build(spec, input_shape=(12, 10, 3))
+    b = build(spec, input_shape=(12, 10, 3), upsample="transpose_conv")
+    copy_weights(a, b)
+    x = rand((1, 12, 10, 3))
+    np.testing.assert_allclose(np.asarray(a(x)), np.asarray(b(x)), atol=1e-6)
+
+
+def test_equalize_anchor_keeps_function_and_bounds_features():
+    spec = ArchSpec("srgan", 2, width=8, blocks=2)
+    m = build(spec)
+    for layer in m.layers:
+        if layer.weights:
+            layer.set_weights([w * 3 for w in layer.get_weights()])
+    x = [rand((1, 16, 16, 3), i) for i in range(4)]
+    before = [np.asarray(m(v)) for v in x]
+    a = equalize_anchor(m, spec, x)
+    assert a != 1.0
+    feats = keras.Model(m.input, m.get_layer("tail_anchor").input[0])
+    assert max(float(np.max(feats(v))) for v in x) == pytest.approx(1.0, rel=1e-4)
+    for v, ref in zip(x, before):
+        np.testing.assert_allclose(np.asarray(m(v)), ref, rtol=1e-4, atol=1e-4)
+
+
+def _run(blob, x):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=blob)
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    if i["dtype"] == np.uint8:
+        s, z = i["quantization"]
+        x = np.clip(np.round(x / s + z), 0, 255).astype(np.uint8)
+    it.set_tensor(i["index"], x)
+    it.invoke()
+    y = it.get_tensor(o["index"])
+    if o["dtype"] == np.uint8:
+        s, z = o["quantization"]
+        y = (y.astype(np.float32) - z) * s
+    return y
+
+
+def test_export_parity_float_and_int8():
+    spec = ArchSpec("srgan", 2, width=8, blocks=1)
+    m = build(spec, input_shape=(24, 24, 3))
+    x = rand((1, 24, 24, 3))
+    ref = np.asarray(m(x))
+    assert np.abs(_run(convert(m, "float32"), x) - ref).max() < 1e-4
+    assert np.abs(_run(convert(m, "float16"), x) - ref).max() < 5e-3
+    q = _run(convert(m, "int8", [rand((1, 24, 24, 3), i) for i in range(8)]), x)
+    # int8 (post-training, untrained weights): close to float on every pixel, very close on average
+    assert np.abs(q - ref).max() < 0.05 and np.abs(q - ref).mean() < 0.01
+
+
+def test_edgetpu_report_flags_depth_to_space(tmp_path):
+    from converters.edgetpu import compatibility_report, compile_model
+
+    rep = compatibility_report(FIX / "tiny_x2_int8_tile.tflite")
+    d2s = [o for o in rep["ops"] if o["op"] == "DEPTH_TO_SPACE"]
+    assert d2s and not d2s[0]["maps"] and "not supported" in d2s[0]["why_not"] and not rep["fully_mapped"]
+    ok = compatibility_report(FIX / "tiny_x2_int8_tile_edgetpu_ready.tflite")
+    assert ok["fully_mapped"], [o for o in ok["ops"] if not o["maps"]]
+    dyn = compatibility_report(FIX / "tiny_x2_float32.tflite")
+    assert any("dynamic shape" in o["why_not"] for o in dyn["ops"])
+    assert any("int8" in o["why_not"] for o in dyn["ops"])
+    res = compile_model(FIX / "tiny_x2_int8_tile_edgetpu_ready.tflite", tmp_path)
+    assert res["compiled"] is None  # no edgetpu_compiler here: report only, no fake compiled file
+    assert json.loads((tmp_path / "tiny_x2_int8_tile_edgetpu_ready.edgetpu_report.json").read_text())["n_ops"] > 3
+    assert not list(tmp_path.glob("*_edgetpu.tflite"))
+
+
+def test_data_errors(tmp_path):
+    from converters.data import list_images, make_patches
+    from edgesr.errors import DataError
+
+    with pytest.raises(DataError, match="not a folder"):
+        list_images(tmp_path / "nope")
+    with pytest.raises(DataError, match="no images"):
+        list_images(tmp_path)
+    (tmp_path / "broken.png").write_bytes(b"nope")
+    with pytest.raises(DataError, match="broken.png: not a readable image"):
+        make_patches(tmp_path, 4, cache_dir=tmp_path / "c", progress=False)
+    (tmp_path / "broken.png").unlink()
+    import cv2
+    cv2.imwrite(str(tmp_path / "small.png"), np.zeros((50, 60, 3), np.uint8))
+    with pytest.raises(DataError, match="small.png: 60x48 is smaller than one 128px HR crop"):
+        make_patches(tmp_path, 4, patch=32, cache_dir=tmp_path / "c", progress=False)
+
+
+def _convert(*args, env=None):
+    return run_cli("converters", *map(str, args), env=env, timeout=900)
+
+
+@pytest.mark.slow
+def test_cli_train_resume_distill_quantize_evaluate(tmp_path, set5):
+    """Reduced end-to-end: train a few steps, resume, distil, GAN fine-tune, export int8, evaluate."""
+    steps = slow_steps(6)
+    env = {"EDGESR_CACHE": str(tmp_path / "cache")}
+    data = tmp_path / "train"
+    data.mkdir()
+    for f in sorted((DATA / "train" / "BSDS400").glob("*.jpg"))[:6]:
+        (data / f.name).write_bytes(f.read_bytes())
+    common = ["--data", data, "--scale", "2", "--patch", "16", "--per-image", "4", "--batch", "4", "--val", set5,
+              "--val-every", str(steps)]
+    t = tmp_path / "teacher"
+    r = _convert("train", "--arch", "srgan", "--width", "8", "--blocks", "2", "--steps", steps, "--out", t, *common,
+                 env=env)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["step"] == steps and out["steps_per_s"] > 0 and out["best_val_psnr"] > 20
+    r = _convert("train", "--arch", "srgan", "--width", "8", "--blocks", "2", "--steps", 2 * steps, "--out", t,
+                 "--resume", *common, env=env)
+    assert r.returncode == 0, r.stderr
+    state = json.loads((t / "state.json").read_text())
+    assert state["step"] == 2 * steps and [h["step"] for h in state["history"]][-2:] == [steps, 2 * steps]
+    r = _convert("train", "--arch", "efdn", "--width", "8", "--blocks", "2", "--steps", steps, "--out", t, "--resume",
+                 *common, env=env)
+    assert r.returncode == 2 and "same architecture" in r.stderr
+    s = tmp_path / "student"
+    r = _convert("distill", "--teacher", t, "--arch", "efdn", "--width", "4", "--blocks", "1", "--steps", steps,
+                 "--edge-weight", "0.1", "--out", s, *common, env=env)
+    assert r.returncode == 0, r.stderr
+    g = tmp_path / "gan"
+    r = _convert("train", "--gan", "--init", t / "best.weights.h5", "--arch", "srgan", "--width", "8", "--blocks",
+                 "2", "--steps", steps, "--out", g, *common, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (g / "disc.weights.h5").exists()
+    models = tmp_path / "models"
+    r = _convert("quantize", s, "--out", models, "--dtype", "float32", "--dtype", "int8", "--tile", "24x32",
+                 "--data", data, "--eval", set5, env=env)
+    assert r.returncode == 0, r.stderr
+    card = json.loads((models / "efdn_w4b1_x2_int8_24x32.json").read_text())
+    assert card["tile"] == [24, 32] and card["metrics"]["Set5"]["n"] == 5 and "int8_loss_db" in card["metrics"]["Set5"]
+    r = _convert("evaluate", "--model", models / "efdn_w4b1_x2_int8_24x32.tflite", "--data", set5, "--json",
+                 "--save-comparisons", tmp_path / "cmp")
+    assert r.returncode == 0, r.stderr
+    ev = json.loads(r.stdout)
+    assert ev["n"] == 5 and ev["bicubic_psnr_y"] == pytest.approx(33.66, abs=0.05) and 0 < ev["ssim_y"] <= 1
+    assert len(list((tmp_path / "cmp").glob("*.png"))) == 5
+    r = _convert("quantize", s, "--out", models, "--dtype", "int8", "--tile", "24x32", "--edgetpu", "--data", data,
+                 env=env)
+    assert r.returncode == 0, r.stderr
+    r = _convert("compile", models / "efdn_w4b1_x2_int8_24x32_edgetpu_ready.tflite")
+    assert r.returncode == 0 and "edgetpu_compiler not found" in r.stderr and "24/24" not in r.stdout
+    assert "ops would run on the Edge TPU (fully mapped)" in r.stdout
+
+
+def test_cli_bad_inputs(tmp_path):
+    r = _convert("train", "--data", tmp_path, "--out", tmp_path / "o", "--steps", "1")
+    assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "no images" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = _convert("quantize", tmp_path, "--out", tmp_path / "o", "--data", tmp_path)
+    assert r.returncode == 2 and "not a training run folder" in r.stderr
+    r = _convert("compile", tmp_path / "missing.tflite")
+    assert r.returncode == 2 and "no such model file" in r.stderr
+    r = _convert("evaluate", "--model", FIX / "tiny_x2_float32.tflite", "--data", tmp_path / "none")
+    assert r.returncode == 2 and "not a folder" in r.stderr
+    r = _convert("quantize", tmp_path, "--out", tmp_path / "o", "--data", tmp_path, "--tile", "axb")
+    assert r.returncode == 2 and "expected HxW" in r.stderr
