@@ -132,9 +132,10 @@ def export(run_dir, out_dir, dtype: str, tile: tuple[int, int] | None, data, edg
     if spec.arch == "efdn":
         from .archs.efdn import reparameterize
         model = reparameterize(trained, spec, input_shape=shape,
-                               upsample="transpose_conv" if edgetpu else "depth_to_space")
+                               upsample="transpose_conv" if edgetpu else "depth_to_space", split_anchor=dtype == "int8")
     else:
-        model = build(spec, input_shape=shape, upsample="transpose_conv" if edgetpu else "depth_to_space")
+        model = build(spec, input_shape=shape, upsample="transpose_conv" if edgetpu else "depth_to_space",
+                      split_anchor=dtype == "int8")
         copy_weights(trained, model)
     if batch > 1:
         import keras

@@ -124,3 +124,25 @@ def test_unwritable_output(tmp_path):
         assert r.returncode == 0
     else:
         assert_one_line_error(r, "not writable")
+
+
+def test_readme_first_command_default_model_beats_bicubic(tmp_path):
+    """`edgesr upscale` with no --model uses the shipped real-time x4 int8 model; on the shipped sample it
+    must be clearly better than MATLAB bicubic against the 640x480 original."""
+    from edgesr.quality import imresize, psnr_y
+
+    out = tmp_path / "x4.png"
+    r = edgesr("upscale", SAMPLE, out)
+    assert r.returncode == 0, r.stderr
+    assert "srgan_w16b1_x4_int8" in r.stderr
+    hr = read_rgb(ROOT / "edgesr" / "samples" / "nature_640x480.png")
+    sr = read_rgb(out)
+    gain = psnr_y(sr, hr, 4) - psnr_y(imresize(read_rgb(SAMPLE), 4), hr, 4)
+    assert gain > 0.5, gain
+
+
+def test_models_lists_shipped_defaults():
+    r = edgesr("models", "--json")
+    rows = {m["name"]: m for m in json.loads(r.stdout)}
+    assert rows["srgan_w16b1_x4_int8"]["default"] and rows["srgan_w16b1_x2_int8"]["default"]
+    assert rows["srgan_w16b1_x4_int8"]["set5_psnr_y"] > 29.5

@@ -203,3 +203,24 @@ def test_cli_bad_inputs(tmp_path):
     assert r.returncode == 2 and "not a folder" in r.stderr
     r = _convert("quantize", tmp_path, "--out", tmp_path / "o", "--data", tmp_path, "--tile", "axb")
     assert r.returncode == 2 and "expected HxW" in r.stderr
+
+
+@pytest.mark.parametrize("arch", ["srgan", "efdn"])
+def test_split_anchor_export_form_is_the_same_function(arch):
+    from converters.archs.efdn import reparameterize
+
+    spec = ArchSpec(arch, 3, width=8, blocks=2)
+    m = build(spec)
+    for layer in m.layers:
+        if layer.weights:
+            layer.set_weights([w + rand(w.shape, 3) * 0.05 for w in layer.get_weights()])
+    if arch == "efdn":
+        split = reparameterize(m, spec, split_anchor=True)
+    else:
+        split = build(spec, split_anchor=True)
+        copy_weights(m, split)
+    assert "tail_nn_add" in [layer.name for layer in split.layers]
+    k = split.get_layer("tail").get_weights()[0]
+    assert np.abs(k[1, 1, -3:, :]).max() < 0.5  # the 1.0 anchor taps left the conv
+    x = rand((1, 11, 14, 3))
+    np.testing.assert_allclose(np.asarray(split(x)), np.asarray(m(x)), atol=1e-5)

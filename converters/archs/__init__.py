@@ -33,11 +33,13 @@ class ArchSpec:
         return cls(**d)
 
 
-def build(spec: ArchSpec, input_shape=(None, None, 3), upsample: str = "depth_to_space", deploy: bool = False):
+def build(spec: ArchSpec, input_shape=(None, None, 3), upsample: str = "depth_to_space", deploy: bool = False,
+          split_anchor: bool = False):
     """Keras model for ``spec``. ``upsample='transpose_conv'`` makes the Edge TPU variant (no DEPTH_TO_SPACE);
-    ``deploy=True`` builds EFDN with its blocks already re-parameterised into single 3x3 convs."""
+    ``deploy=True`` builds EFDN with its blocks already re-parameterised into single 3x3 convs;
+    ``split_anchor=True`` is the int8 export form of the anchored tail (see ``common.sr_tail``)."""
     from . import baselines, efdn, srgan
 
     makers = {"srgan": srgan.generator, "efdn": efdn.efdn, "espcn": baselines.espcn, "fsrcnn": baselines.fsrcnn}
     kwargs = {"deploy": deploy} if spec.arch == "efdn" else {}
-    return makers[spec.arch](spec, input_shape=input_shape, upsample=upsample, **kwargs)
+    return makers[spec.arch](spec, input_shape=input_shape, upsample=upsample, split_anchor=split_anchor, **kwargs)

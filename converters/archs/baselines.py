@@ -9,16 +9,16 @@ from __future__ import annotations
 from .common import conv, lr_input, sr_tail
 
 
-def espcn(spec, input_shape=(None, None, 3), upsample: str = "depth_to_space"):
+def espcn(spec, input_shape=(None, None, 3), upsample: str = "depth_to_space", split_anchor: bool = False):
     import keras
 
     lr = lr_input(input_shape)
     x = conv(lr, 64, 5, act="tanh")
     x = conv(x, 32, 3, act="tanh")
-    return keras.Model(lr, sr_tail(x, lr, spec.scale, spec.anchor, upsample), name=f"espcn_x{spec.scale}")
+    return keras.Model(lr, sr_tail(x, lr, spec.scale, spec.anchor, upsample, split_anchor), name=f"espcn_x{spec.scale}")
 
 
-def fsrcnn(spec, input_shape=(None, None, 3), upsample: str = "depth_to_space"):
+def fsrcnn(spec, input_shape=(None, None, 3), upsample: str = "depth_to_space", split_anchor: bool = False):
     import keras
 
     def prelu(x):

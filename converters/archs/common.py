@@ -59,31 +59,57 @@ def pixel_shuffle(x, scale: int, upsample: str):
     raise ValueError(f"upsample must be 'depth_to_space' or 'transpose_conv', not {upsample!r}")
 
 
-def _anchor_init(scale: int, features: int):
-    """Tail kernel init: small random weights on the features, nearest-neighbour copy of the LR pixel."""
+def anchor_onehot(shape, features: int) -> np.ndarray:
+    """The nearest-neighbour part of a tail kernel (kh, kw, features + 3, 3*s^2): centre tap of LR channel c
+    into every output channel k*3 + c."""
+    k = np.zeros(shape, np.float32)
+    for o in range(shape[-1]):
+        k[1, 1, features + o % 3, o] = 1.0
+    return k
+
+
+def _anchor_init_class():
     import keras
 
     class AnchorInit(keras.initializers.Initializer):
+        """Tail kernel init: N(0, 1e-3) on everything plus the nearest-neighbour one-hot."""
+
+        def __init__(self, features: int):
+            self.features = features
+
         def __call__(self, shape, dtype=None):
             k = np.random.default_rng(0).normal(0, 1e-3, size=shape).astype(np.float32)
-            for o in range(shape[-1]):
-                k[1, 1, features + o % 3, o] = 1.0
+            k += anchor_onehot(shape, self.features)
             return keras.ops.convert_to_tensor(k, dtype=dtype)
 
-    return AnchorInit()
+        def get_config(self):
+            return {"features": self.features}
+
+    return AnchorInit
 
 
-def sr_tail(features, lr, scale: int, anchor: bool, upsample: str, name: str = "tail"):
+def _AnchorInit(features: int):
+    return _anchor_init_class()(features)
+
+
+def sr_tail(features, lr, scale: int, anchor: bool, upsample: str, split_anchor: bool = False, name: str = "tail"):
     """3x3 conv to 3*s^2 channels then pixel shuffle. With ``anchor`` the LR image is concatenated to the
-    features and the conv starts as nearest-neighbour upsampling, so the body learns only the residual."""
+    features and the conv starts as nearest-neighbour upsampling, so the body learns only the residual.
+
+    ``split_anchor`` builds the same function for int8 export: the conv keeps only the residual weights and the
+    exact nearest-neighbour term is added after it (LR repeated s^2 times). Inside one conv, the anchor's 1.0
+    would set every output channel's int8 weight scale and crush the small residual weights (0.41 dB lost at
+    x2); split, each part gets its own scale."""
     import keras
 
     c = 3 * scale * scale
     if anchor:
         feats = int(features.shape[-1])
         features = keras.layers.Concatenate(name=f"{name}_anchor")([features, lr])
-        x = keras.layers.Conv2D(c, 3, padding="same", kernel_initializer=_anchor_init(scale, feats),
-                                name=name)(features)
+        x = keras.layers.Conv2D(c, 3, padding="same", kernel_initializer=_AnchorInit(feats), name=name)(features)
+        if split_anchor:
+            nn = keras.layers.Concatenate(name=f"{name}_nn_repeat")([lr] * (scale * scale))
+            x = keras.layers.Add(name=f"{name}_nn_add")([x, nn])
     else:
         x = keras.layers.Conv2D(c, 3, padding="same", name=name)(features)
     return pixel_shuffle(x, scale, upsample)
@@ -111,4 +137,8 @@ def copy_weights(src, dst) -> None:
     if len(s) != len(d):
         raise ValueError(f"networks differ: {len(s)} vs {len(d)} weighted layers")
     for a, b in zip(s, d):
-        b.set_weights(a.get_weights())
+        w = a.get_weights()
+        if b.name == "tail" and "tail_nn_add" in {x.name for x in dst.layers} and \
+                "tail_nn_add" not in {x.name for x in src.layers}:
+            w[0] = w[0] - anchor_onehot(w[0].shape, w[0].shape[2] - 3)   # split the anchor out of the conv
+        b.set_weights(w)

@@ -78,7 +78,7 @@ def _edbb_class():
     return EDBB
 
 
-def efdn(spec, input_shape=(None, None, 3), upsample: str = "depth_to_space", deploy: bool = False,
+def efdn(spec, input_shape=(None, None, 3), upsample: str = "depth_to_space", split_anchor: bool = False, deploy: bool = False,
          branchwise: bool = False):
     """Head conv, ``blocks`` EDBB+ReLU blocks with a skip over the body, pixel-shuffle tail."""
     import keras
@@ -94,13 +94,16 @@ def efdn(spec, input_shape=(None, None, 3), upsample: str = "depth_to_space", de
             x = EDBB(spec.width, branchwise=branchwise, name=f"edbb{i}")(x)
         x = keras.layers.ReLU(name=f"edbb{i}_relu")(x)
     x = keras.layers.Add(name="global_skip")([x, head])
-    out = sr_tail(x, lr, spec.scale, spec.anchor, upsample)
+    out = sr_tail(x, lr, spec.scale, spec.anchor, upsample, split_anchor)
     return keras.Model(lr, out, name=f"efdn_w{spec.width}_b{spec.blocks}_x{spec.scale}")
 
 
-def reparameterize(model, spec, input_shape=(None, None, 3), upsample: str = "depth_to_space"):
+def reparameterize(model, spec, input_shape=(None, None, 3), upsample: str = "depth_to_space",
+                   split_anchor: bool = False):
     """Deploy model (plain 3x3 convs) computing the same function as the train-time EFDN ``model``."""
-    deploy = efdn(spec, input_shape=input_shape, upsample=upsample, deploy=True)
+    from .common import anchor_onehot
+
+    deploy = efdn(spec, input_shape=input_shape, upsample=upsample, deploy=True, split_anchor=split_anchor)
     for layer in deploy.layers:
         if not layer.weights or layer.name == "upsample":
             continue
@@ -109,5 +112,8 @@ def reparameterize(model, spec, input_shape=(None, None, 3), upsample: str = "de
             k, b = src.fused()
             layer.set_weights([np.asarray(k), np.asarray(b)])
         else:
-            layer.set_weights(src.get_weights())
+            w = src.get_weights()
+            if layer.name == "tail" and split_anchor:
+                w[0] = w[0] - anchor_onehot(w[0].shape, w[0].shape[2] - 3)
+            layer.set_weights(w)
     return deploy

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .common import conv, lr_input, sr_tail
 
 
-def generator(spec, input_shape=(None, None, 3), upsample: str = "depth_to_space"):
+def generator(spec, input_shape=(None, None, 3), upsample: str = "depth_to_space", split_anchor: bool = False):
     import keras
 
     lr = lr_input(input_shape)
@@ -21,7 +21,7 @@ def generator(spec, input_shape=(None, None, 3), upsample: str = "depth_to_space
         x = keras.layers.Add(name=f"block{i}_add")([x, y])
     if spec.blocks:
         x = keras.layers.ReLU(name="global_skip_relu")(keras.layers.Add(name="global_skip")([x, head]))
-    out = sr_tail(x, lr, spec.scale, spec.anchor, upsample)
+    out = sr_tail(x, lr, spec.scale, spec.anchor, upsample, split_anchor)
     return keras.Model(lr, out, name=f"srgan_w{spec.width}_b{spec.blocks}_x{spec.scale}")
 
 

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The exact commands that produced every shipped model and every row of the README's quality table.
+# Usage: scripts/reproduce_models.sh [stage ...]   stages: realtime baselines teacher export  (default: all)
+# Runs are resumable: re-running a stage continues from runs/<name>/last.* (add steps by raising --steps).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data/train}
+VAL=${VAL:-../shared/data/val}
+T=${THREADS:-1}   # threads per run; two runs share a 2-core machine
+train() { edgesr-convert train --data "$DATA" --val "$VAL/Set5" --threads "$T" --resume "$@"; }
+
+realtime() {  # the shipped real-time students (L1, cosine LR, 32 patches per image)
+  train --arch srgan --scale 4 --width 16 --blocks 1 --steps 40000 --patch 32 --per-image 32 --val-every 2000 --out runs/srgan_w16b1_x4 &
+  train --arch srgan --scale 2 --width 16 --blocks 1 --steps 30000 --patch 48 --per-image 32 --val-every 2000 --out runs/srgan_w16b1_x2
+  wait
+}
+
+baselines() {  # equal schedule for a fair table: same data, patches, batch, steps, LR for every architecture
+  local common=(--scale 4 --steps 8000 --patch 32 --per-image 32 --val-every 2000)
+  train --arch espcn --no-anchor "${common[@]}" --out runs/table_espcn_x4 &
+  train --arch fsrcnn "${common[@]}" --out runs/table_fsrcnn_x4
+  wait
+  train --arch efdn --width 16 --blocks 2 --edge-weight 0.05 "${common[@]}" --out runs/table_efdn_w16b2_x4 &
+  train --arch srgan --width 16 --blocks 1 "${common[@]}" --out runs/table_srgan_w16b1_x4
+  wait
+}
+
+teacher() {  # larger float teacher, then a student distilled from it on the same 8000-step schedule
+  T=2 train --arch srgan --scale 4 --width 32 --blocks 3 --steps 12000 --patch 32 --per-image 32 --val-every 2000 --out runs/teacher_srgan_w32b3_x4
+  T=2 edgesr-convert distill --teacher runs/teacher_srgan_w32b3_x4 --arch srgan --scale 4 --width 16 --blocks 1 \
+    --steps 8000 --patch 32 --per-image 32 --val-every 2000 --data "$DATA" --val "$VAL/Set5" --threads 2 --resume \
+    --out runs/table_srgan_w16b1_x4_distilled
+}
+
+export_models() {  # shipped files: int8 (CPU, dynamic shape), float32 twins, Edge TPU-ready tiles, teacher card
+  local q=(--data "$DATA" --eval "$VAL/Set5" --eval "$VAL/Set14" --out edgesr/models)
+  edgesr-convert quantize runs/srgan_w16b1_x4 --dtype float32 --dtype int8 "${q[@]}"
+  edgesr-convert quantize runs/srgan_w16b1_x2 --dtype float32 --dtype int8 "${q[@]}"
+  edgesr-convert quantize runs/srgan_w16b1_x4 --dtype int8 --tile 60x80 --edgetpu "${q[@]}"
+  edgesr-convert compile edgesr/models/srgan_w16b1_x4_int8_60x80_edgetpu_ready.tflite || true
+  edgesr-convert quantize runs/teacher_srgan_w32b3_x4 --dtype float32 "${q[@]}" --out runs/teacher_export
+  cp runs/teacher_export/srgan_w32b3_x4_float32.json edgesr/models/teacher_srgan_w32b3_x4_float32.json  # card only: too slow to ship
+}
+
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(realtime baselines teacher export_models)
+for s in "${stages[@]}"; do "$s"; done
