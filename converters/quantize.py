@@ -99,7 +99,8 @@ def equalize_anchor(model, spec, rep) -> float:
 
 
 def convert(model, dtype: str, rep=None, io: str = "uint8", batch: int = 1) -> bytes:
-    """TFLite bytes. int8 is full-integer (TFLITE_BUILTINS_INT8) with ``io`` ('uint8' or 'int8') IO;
+    """TFLite bytes. int8 is full-integer (TFLITE_BUILTINS_INT8) with ``io`` = 'uint8', 'int8' or
+    'uint8-int8' (uint8 input, int8 output: no QUANTIZE over the big HR output; the runtime's LUT converts);
     representative tensors are repeated to ``batch`` for batched tile models."""
     import tensorflow as tf
 
@@ -114,7 +115,9 @@ def convert(model, dtype: str, rep=None, io: str = "uint8", batch: int = 1) -> b
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = lambda: ([c] for c in rep)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = conv.inference_output_type = {"uint8": tf.uint8, "int8": tf.int8}[io]
+        types = {"uint8": tf.uint8, "int8": tf.int8}
+        i_t, _, o_t = io.partition("-")
+        conv.inference_input_type, conv.inference_output_type = types[i_t], types[o_t or i_t]
     elif dtype != "float32":
         raise ValueError(f"dtype must be float32, float16 or int8, not {dtype!r}")
     return conv.convert()
@@ -144,7 +147,7 @@ def export(run_dir, out_dir, dtype: str, tile: tuple[int, int] | None, data, edg
     rep = representative_crops(data, spec.scale, tile or (64, 64)) if dtype == "int8" else None
     if rep is not None:
         equalize_anchor(model, spec, rep)
-    blob = convert(model, dtype, rep, batch=batch)
+    blob = convert(model, dtype, rep, io="uint8-int8", batch=batch)
     params, macs, margin = network_cost(trained, spec.scale)
     tag = f"_{tile[0]}x{tile[1]}" if tile else ""
     name = name or f"{spec.arch}_w{spec.width}b{spec.blocks}_x{spec.scale}_{dtype}{tag}{'_edgetpu_ready' if edgetpu else ''}"

@@ -56,11 +56,13 @@ def run_bench(model, backend: str, threads, size: tuple[int, int], seconds: floa
         cv2.resize(bgr, (size[0] * s, size[1] * s), dst=dst, interpolation=cv2.INTER_CUBIC)
         bic.append(time.perf_counter() - t0)
     ms = 1000 * np.median(lat)
+    macs = eng.card.macs_per_output_pixel * size[0] * size[1] * s * s
     return {**eng.describe(), "input_size": f"{size[0]}x{size[1]}", "output_size": f"{size[0] * s}x{size[1] * s}",
             "frames": len(lat), "ms_median": round(ms, 3), "ms_p90": round(1000 * float(np.percentile(lat, 90)), 3),
             "fps_median": round(1000 / ms, 2), "invoke_ms_median": round(1000 * np.median(inv), 3),
             "invoke_share": round(float(np.median(inv) / np.median(lat)), 3),
             "bicubic_ms_median": round(1000 * np.median(bic), 3),
             "ratio_to_bicubic": round(ms / (1000 * np.median(bic)), 2),
+            "gmac_per_frame": round(macs / 1e9, 4), "gmac_per_s": round(macs / 1e9 / (np.median(inv) or 1e-9), 2),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1)}

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .errors import BackendError, InputError, ModelError
@@ -173,8 +174,9 @@ class Engine:
             s, z = o["quantization"]
             info = np.iinfo(self.out_dtype)
             q = np.arange(info.min, info.max + 1)
-            self._out_lut = np.clip(np.round((q - z) * s * 255.0), 0, 255).astype(np.uint8)
-            self._out_offset = -info.min
+            lut = np.clip(np.round((q - z) * s * 255.0), 0, 255).astype(np.uint8)
+            # index by the raw byte: for int8, byte b holds value b - 256 when b >= 128
+            self._out_lut = np.ascontiguousarray(np.roll(lut, info.min))
         self._in_scale = np.float32(1.0 / 255.0)
         self._tilers: dict = {}
         self._shape = None
@@ -187,19 +189,14 @@ class Engine:
         elif self._in_lut is None:
             dst[...] = src
         else:
-            np.take(self._in_lut, src, out=dst)
+            cv2.LUT(src, self._in_lut.view(np.uint8), dst=dst.view(np.uint8))
 
     def _from_output(self, src: np.ndarray, dst: np.ndarray) -> None:
-        if self._out_lut is not None:
-            if self._out_offset:
-                np.take(self._out_lut, src.view(np.uint8) ^ np.uint8(0x80), out=dst)
-            else:
-                np.take(self._out_lut, src, out=dst)
+        if self._out_lut is not None:  # one SIMD pass: raw byte -> pixel (int8 is read as its bit pattern)
+            cv2.LUT(src.view(np.uint8), self._out_lut, dst=dst)
         else:
-            np.multiply(src, 255.0, out=src)
-            np.add(src, 0.5, out=src)
-            np.clip(src, 0, 255, out=src)
-            dst[...] = src
+            np.maximum(src, 0, out=src)
+            cv2.convertScaleAbs(src, dst=dst, alpha=255.0)  # rounds and saturates at 255
 
     def _run_whole(self, frame: np.ndarray, out: np.ndarray) -> None:
         h, w = frame.shape[:2]

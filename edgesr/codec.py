@@ -1,0 +1,46 @@
+"""Image <-> bytes: whole-frame JPEG/WebP/PNG and independently decodable tiles for lossy links."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .errors import ProtocolError
+
+CODECS = {"jpeg": 1, "webp": 2, "png": 3}
+CODEC_NAMES = {v: k for k, v in CODECS.items()}
+_EXT = {"jpeg": ".jpg", "webp": ".webp", "png": ".png"}
+
+
+def encode(image_rgb: np.ndarray, codec: str = "jpeg", quality: int = 80) -> bytes:
+    """RGB uint8 -> compressed bytes."""
+    if codec not in CODECS:
+        raise ValueError(f"codec must be one of {', '.join(CODECS)}, not {codec!r}")
+    params = {"jpeg": [cv2.IMWRITE_JPEG_QUALITY, int(quality)],
+              "webp": [cv2.IMWRITE_WEBP_QUALITY, int(max(1, quality))], "png": [cv2.IMWRITE_PNG_COMPRESSION, 3]}
+    ok, buf = cv2.imencode(_EXT[codec], np.ascontiguousarray(image_rgb[:, :, ::-1]), params[codec])
+    if not ok:
+        raise ValueError(f"{codec} encoding failed for an image of shape {image_rgb.shape}")
+    return buf.tobytes()
+
+
+def decode(data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Compressed bytes -> RGB uint8; ProtocolError if undecodable or not of the expected (h, w)."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if img is None:
+        raise ProtocolError("tile payload does not decode as an image")
+    if shape is not None and img.shape[:2] != tuple(shape):
+        raise ProtocolError(f"tile decodes to {img.shape[1]}x{img.shape[0]}, header says {shape[1]}x{shape[0]}")
+    return img[:, :, ::-1]
+
+
+def tile_grid(h: int, w: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """(x, y, w, h) of tiles covering the frame; JPEG-friendly multiples of 16 except at the edges."""
+    tile = max(16, tile - tile % 16)
+    return [(x, y, min(tile, w - x), min(tile, h - y)) for y in range(0, h, tile) for x in range(0, w, tile)]
+
+
+def encode_tiles(image_rgb: np.ndarray, tile: int, codec: str = "jpeg", quality: int = 80):
+    """[(x, y, w, h, bytes)] -- each tile decodes on its own, so a lost packet costs one tile."""
+    h, w = image_rgb.shape[:2]
+    return [(x, y, tw, th, encode(image_rgb[y:y + th, x:x + tw], codec, quality))
+            for x, y, tw, th in tile_grid(h, w, tile)]

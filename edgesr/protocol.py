@@ -1,0 +1,259 @@
+"""Wire format: pure functions of bytes, no I/O (transports own the sockets and ports).
+
+One packet carries one tile (or one fragment of a tile) of one frame:
+
+    magic "ES" | version | flags | stream id | frame seq | capture time (us, wall clock) | frame w, h |
+    tile index, count | tile x, y, w, h | codec | scale | fragment index, count | payload length |
+    payload | CRC32 (header + payload) | [HMAC-SHA256 tag, 16 bytes, when flags & AUTH]
+
+Big-endian, 40-byte header. Tiles are independently decodable images, so a lost packet costs one tile.
+Byte streams (TCP, serial) wrap each packet in COBS with a 0x00 delimiter, which resynchronises after garbage
+or a cut mid-packet. ``decode_packet`` raises ProtocolError (AuthError for a bad/missing tag) and nothing else.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+from cobs import cobs
+
+from .codec import CODEC_NAMES, CODECS, decode, encode_tiles
+from .errors import ProtocolError
+
+MAGIC, VERSION = b"ES", 1
+HEADER = struct.Struct("!2sBBHIQHHHHHHHHBBBBH")
+CRC = struct.Struct("!I")
+TAG_LEN = 16
+FLAG_AUTH, FLAG_LR = 1, 2
+MAX_PACKET = 65535 + HEADER.size + CRC.size + TAG_LEN
+
+
+class AuthError(ProtocolError):
+    """Packet without a valid HMAC tag while a key is configured."""
+
+
+@dataclass(frozen=True)
+class Packet:
+    stream: int
+    seq: int
+    timestamp_us: int
+    frame_w: int
+    frame_h: int
+    tile_index: int
+    tile_count: int
+    x: int
+    y: int
+    w: int
+    h: int
+    codec: int
+    scale: int
+    frag: int
+    nfrag: int
+    flags: int
+    payload: bytes
+
+
+def _tag(key: bytes, data: bytes) -> bytes:
+    return hmac.new(key, data, hashlib.sha256).digest()[:TAG_LEN]
+
+
+def encode_packet(p: Packet, key: bytes | None = None) -> bytes:
+    flags = (p.flags | FLAG_AUTH) if key else (p.flags & ~FLAG_AUTH)
+    head = HEADER.pack(MAGIC, VERSION, flags, p.stream, p.seq & 0xFFFFFFFF, p.timestamp_us, p.frame_w, p.frame_h,
+                       p.tile_index, p.tile_count, p.x, p.y, p.w, p.h, p.codec, p.scale, p.frag, p.nfrag,
+                       len(p.payload))
+    body = head + p.payload
+    body += CRC.pack(zlib.crc32(body))
+    return body + _tag(key, body) if key else body
+
+
+def decode_packet(data: bytes, key: bytes | None = None) -> Packet:
+    """Parse and verify one packet. Any malformation -> ProtocolError; bad or missing tag -> AuthError."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ProtocolError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < HEADER.size + CRC.size:
+        raise ProtocolError(f"packet too short ({len(data)} bytes)")
+    (magic, version, flags, stream, seq, ts, fw, fh, ti, tc, x, y, w, h, codec, scale, frag, nfrag,
+     plen) = HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise ProtocolError("bad magic")
+    if version != VERSION:
+        raise ProtocolError(f"unsupported protocol version {version}")
+    end = HEADER.size + plen + CRC.size
+    expected = end + (TAG_LEN if flags & FLAG_AUTH else 0)
+    if len(data) != expected:
+        raise ProtocolError(f"length mismatch: header says {expected} bytes, got {len(data)}")
+    if CRC.unpack_from(data, end - CRC.size)[0] != zlib.crc32(data[:end - CRC.size]):
+        raise ProtocolError("CRC mismatch")
+    if key is not None:
+        if not flags & FLAG_AUTH:
+            raise AuthError("unauthenticated packet (a key is configured)")
+        if not hmac.compare_digest(data[end:], _tag(key, data[:end])):
+            raise AuthError("bad HMAC tag")
+    if codec not in CODEC_NAMES:
+        raise ProtocolError(f"unknown codec {codec}")
+    if not (tc >= 1 and ti < tc and nfrag >= 1 and frag < nfrag and w and h and fw and fh
+            and x + w <= fw and y + h <= fh and 1 <= scale <= 8):
+        raise ProtocolError("inconsistent tile geometry")
+    return Packet(stream, seq, ts, fw, fh, ti, tc, x, y, w, h, codec, scale, frag, nfrag, flags,
+                  data[HEADER.size:HEADER.size + plen])
+
+
+def encode_frame(image_rgb: np.ndarray, seq: int, timestamp_us: int, *, stream: int = 0, tile: int = 64,
+                 codec: str = "jpeg", quality: int = 80, key: bytes | None = None, mtu: int = 1200,
+                 scale: int = 1, lr: bool = False) -> list[bytes]:
+    """Split a frame into independently decodable tiles and packets no larger than ``mtu`` bytes.
+    ``lr=True`` marks a low-resolution frame that the receiver should upscale by ``scale``."""
+    room = mtu - HEADER.size - CRC.size - (TAG_LEN if key else 0)
+    if room < 64:
+        raise ValueError(f"mtu {mtu} leaves no room for payload")
+    h, w = image_rgb.shape[:2]
+    tiles = encode_tiles(image_rgb, tile, codec, quality)
+    out = []
+    for i, (x, y, tw, th, data) in enumerate(tiles):
+        chunks = [data[k:k + room] for k in range(0, len(data), room)] or [b""]
+        if len(chunks) > 255:
+            raise ValueError(f"tile {i} needs {len(chunks)} fragments; use smaller tiles or a larger mtu")
+        for f, chunk in enumerate(chunks):
+            out.append(encode_packet(Packet(stream, seq, timestamp_us, w, h, i, len(tiles), x, y, tw, th,
+                                            CODECS[codec], scale, f, len(chunks), FLAG_LR if lr else 0, chunk),
+                                     key))
+    return out
+
+
+# -- byte streams ----------------------------------------------------------------------------------------
+def frame_bytes(packet: bytes) -> bytes:
+    """COBS-encode a packet for a byte stream (TCP, serial): no 0x00 inside, 0x00 terminates."""
+    return cobs.encode(packet) + b"\x00"
+
+
+class StreamDeframer:
+    """Bytes in, packets out (pyserial's Packetizer idea): splits on 0x00, COBS-decodes, drops garbage."""
+
+    def __init__(self, max_len: int = 2 * MAX_PACKET):
+        self.buf = bytearray()
+        self.max_len = max_len
+        self.errors = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self.buf += data
+        *chunks, rest = bytes(self.buf).split(b"\x00")
+        self.buf = bytearray(rest)
+        if len(self.buf) > self.max_len:  # no delimiter for too long: garbage, start over
+            self.buf.clear()
+            self.errors += 1
+        out = []
+        for c in chunks:
+            if not c:
+                continue
+            try:
+                out.append(cobs.decode(c))
+            except cobs.DecodeError:
+                self.errors += 1
+        return out
+
+
+# -- reassembly ------------------------------------------------------------------------------------------
+@dataclass
+class Frame:
+    """A received frame. ``missing_tiles`` lists tile indexes that did not arrive (filled from the previous
+    frame when possible, else left black)."""
+    image: np.ndarray
+    seq: int
+    timestamp: float
+    stream: int = 0
+    missing_tiles: list[int] = field(default_factory=list)
+    lr: bool = False
+    scale: int = 1
+    received_at: float = 0.0
+
+
+def _newer(a: int, b: int) -> bool:
+    """Serial-number arithmetic on 32-bit sequence numbers: is a after b?"""
+    return a != b and ((a - b) & 0xFFFFFFFF) < 0x80000000
+
+
+class FrameAssembler:
+    """Packets (any order, duplicates, losses) -> frames in sequence order, with bounded memory."""
+
+    def __init__(self, max_pending: int = 3, fill_missing: bool = True):
+        self.max_pending, self.fill_missing = max_pending, fill_missing
+        self.pending: dict[tuple[int, int], dict] = {}
+        self.last_emitted: dict[int, int] = {}
+        self.previous: dict[int, np.ndarray] = {}
+        self.stats = {"frames": 0, "complete": 0, "partial": 0, "tiles_missing": 0, "duplicates": 0,
+                      "late": 0, "bad_tiles": 0}
+
+    def add(self, p: Packet, now: float = 0.0) -> list[Frame]:
+        last = self.last_emitted.get(p.stream)
+        if last is not None and not _newer(p.seq, last):
+            self.stats["late"] += 1
+            return []
+        f = self.pending.setdefault((p.stream, p.seq), {"first": p, "tiles": {}, "arrived": now})
+        first = f["first"]
+        if (p.frame_w, p.frame_h, p.tile_count) != (first.frame_w, first.frame_h, first.tile_count):
+            self.stats["bad_tiles"] += 1
+            return []
+        frags = f["tiles"].setdefault(p.tile_index, {"p": p, "frags": {}})
+        if p.frag in frags["frags"] or p.nfrag != frags["p"].nfrag:
+            self.stats["duplicates"] += 1
+            return []
+        frags["frags"][p.frag] = p.payload
+        out = []
+        if len(f["tiles"]) == first.tile_count and all(len(t["frags"]) == t["p"].nfrag for t in f["tiles"].values()):
+            out += self._emit_until(p.stream, p.seq, now)
+        while len(self.pending) > self.max_pending:
+            out += self._emit(min(self.pending, key=lambda k: self.pending[k]["arrived"]), now)
+        return out
+
+    def expire(self, now: float, max_age: float) -> list[Frame]:
+        """Emit (as partial) frames whose first packet is older than ``max_age`` seconds."""
+        out = []
+        for k in sorted((k for k, f in self.pending.items() if now - f["arrived"] > max_age),
+                        key=lambda k: self.pending[k]["arrived"]):
+            if k in self.pending:
+                out += self._emit(k, now)
+        return out
+
+    def _emit_until(self, stream: int, seq: int, now: float) -> list[Frame]:
+        older = sorted((k for k in self.pending if k[0] == stream and not _newer(k[1], seq)),
+                       key=lambda k: (k[1] - seq) & 0xFFFFFFFF)
+        return [fr for k in older for fr in self._emit(k, now)]
+
+    def _emit(self, key, now: float) -> list[Frame]:
+        f = self.pending.pop(key)
+        first = f["first"]
+        stream = first.stream
+        last = self.last_emitted.get(stream)
+        if last is not None and not _newer(first.seq, last):
+            self.stats["late"] += 1
+            return []
+        prev = self.previous.get(stream)
+        shape = (first.frame_h, first.frame_w, 3)
+        canvas = prev.copy() if self.fill_missing and prev is not None and prev.shape == shape \
+            else np.zeros(shape, np.uint8)
+        missing = []
+        for i in range(first.tile_count):
+            t = f["tiles"].get(i)
+            if t is None or len(t["frags"]) != t["p"].nfrag:
+                missing.append(i)
+                continue
+            tp = t["p"]
+            try:
+                canvas[tp.y:tp.y + tp.h, tp.x:tp.x + tp.w] = decode(b"".join(t["frags"][j] for j in range(tp.nfrag)),
+                                                                    (tp.h, tp.w))
+            except ProtocolError:
+                self.stats["bad_tiles"] += 1
+                missing.append(i)
+        self.previous[stream] = canvas
+        self.last_emitted[stream] = first.seq
+        self.stats["frames"] += 1
+        self.stats["complete" if not missing else "partial"] += 1
+        self.stats["tiles_missing"] += len(missing)
+        return [Frame(canvas, first.seq, first.timestamp_us / 1e6, stream, missing, bool(first.flags & FLAG_LR),
+                      first.scale, now)]
