@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -171,3 +172,95 @@ def bench(model, backend, threads, input_size, seconds, as_json):
     click.echo(f"  compute {r['gmac_per_frame']:.3f} GMAC/frame -> {r['gmac_per_s']:.1f} GMAC/s inside the interpreter")
     click.echo(f"  bicubic median {r['bicubic_ms_median']:.2f} ms  -> model/bicubic {r['ratio_to_bicubic']:.1f}x")
     click.echo(f"  memory  peak RSS {r['peak_rss_mb']:.0f} MB (after warm-up {r['rss_start_mb']:.0f} MB, end {r['rss_end_mb']:.0f} MB)")
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="TOML config file")
+@click.option("--source", default=None, help="synthetic | picamera2 | /dev/videoN | video file | image folder")
+@click.option("--size", default=None, type=_size, help="capture WIDTHxHEIGHT (default 320x240)")
+@click.option("--fps", type=click.FloatRange(0.1, 240), default=None)
+@click.option("--sink", "sinks", multiple=True, help="udp://HOST:PORT, tcp://HOST:PORT, serial:///dev/ttyX?baud=N, "
+              "http://HOST:PORT (repeatable)")
+@click.option("--topology", type=click.Choice(["source", "receiver"]), default=None,
+              help="for --sink: send upscaled frames (source) or LR frames for the robot to upscale (receiver)")
+@click.option("--bitrate", type=click.FloatRange(0), default=None, help="for --sink: link budget in bits/s")
+@click.option("--model", default=None)
+@click.option("--backend", type=BACKENDS, default=None)
+@click.option("--threads", type=click.IntRange(1, 64), default=None)
+@click.option("--health", default=None, help="HOST:PORT of /healthz /metrics /state ('' disables)")
+@click.option("--duration", type=click.FloatRange(0), default=None, help="stop after this many seconds")
+@friendly
+def serve(config_path, source, size, fps, sinks, topology, bitrate, model, backend, threads, health, duration):
+    """Capture, upscale and stream to robots until SIGTERM (systemd: Type=notify)."""
+    from . import config as C
+    from .service import run
+
+    cfg = C.load(config_path) if config_path else C.ServeConfig()
+    if source:
+        cfg.source.url = source
+    if size:
+        cfg.source.width, cfg.source.height = size
+    if fps:
+        cfg.source.fps = fps
+    if sinks:
+        cfg.sinks = [C.SinkConfig(url=u) for u in sinks]
+    for k in cfg.sinks if (sinks and (topology or bitrate is not None)) else []:
+        k.topology = topology or k.topology
+        k.bitrate = bitrate if bitrate is not None else k.bitrate
+    if model:
+        cfg.model.name = model
+    if backend:
+        cfg.model.backend = backend
+    if threads:
+        cfg.model.threads = threads
+    if health is not None:
+        cfg.health.listen = health
+    C.validate(cfg, str(config_path or "command line"))
+    sys.exit(run(cfg, duration))
+
+
+@main.command()
+@click.argument("url")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="write frames as PNGs")
+@click.option("--count", type=click.IntRange(1), default=None, help="stop after N frames")
+@click.option("--timeout", type=click.FloatRange(0.1), default=10.0, show_default=True,
+              help="stop after this many seconds without a frame")
+@click.option("--key-file", type=click.Path(exists=True, dir_okay=False), default=None, help="shared HMAC key")
+@click.option("--no-upscale", is_flag=True, help="keep LR frames as they arrive (no SR at the receiver)")
+@click.option("--model", default=None, help="model for SR at the receiver (default: shipped, by frame scale)")
+@click.option("--show", is_flag=True, help="display frames in a window (needs an OpenCV build with GUI)")
+@click.option("--all-frames", is_flag=True, help="keep every frame (recording) instead of skipping to the newest")
+@friendly
+def receive(url, out, count, timeout, key_file, no_upscale, model, show, all_frames):
+    """Receive frames from a device (udp:// binds locally; tcp://, http:// connect; serial:// opens the port)."""
+    from .config import read_key
+    from .imageio import write_rgb
+    from .receiver import Receiver
+
+    rx = Receiver(url, key=read_key(key_file or ""), upscale=not no_upscale, model=model, latest_only=not all_frames)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    n, t0 = 0, None
+    try:
+        for f in rx.frames(timeout=timeout):
+            t0 = t0 or time.monotonic()
+            n += 1
+            if out:
+                write_rgb(out / f"frame_{f.seq:08d}.png", f.image)
+            if show:
+                import cv2
+                cv2.imshow("edgesr", f.image[:, :, ::-1])
+                cv2.waitKey(1)
+            if count and n >= count:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        rx.close()
+    s = rx.summary()
+    el = (time.monotonic() - t0) if t0 and n > 1 else 0
+    s["fps"] = round((n - 1) / el, 2) if el else None
+    click.echo(json.dumps(s))
+    if n == 0:
+        click.echo(f"error: no frames received from {url} within {timeout:g} s", err=True)
+        sys.exit(1)

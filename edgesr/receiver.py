@@ -1,0 +1,106 @@
+"""Robot side: ``for frame in Receiver(url, key=..., upscale=True): frame.image, frame.seq, ...``."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .errors import ProtocolError
+from .protocol import AuthError, Frame, FrameAssembler, decode_packet
+from .transports import open_reader, parse_url
+
+
+class Receiver:
+    """Packets from udp/tcp/serial (or JPEGs from an http MJPEG stream) -> frames, optionally upscaled here
+    (SR at receiver) with ``model`` or the shipped default of the frame's scale."""
+
+    def __init__(self, url: str, key: bytes | None = None, upscale: bool = True, model: str | None = None,
+                 backend: str = "auto", threads: int | None = None, max_age: float = 0.5, latest_only: bool = True):
+        self.url, self.key, self.upscale, self.model = url, key, upscale, model
+        self.backend, self.threads, self.max_age = backend, threads, max_age
+        self.latest_only = latest_only  # a robot wants the newest frame: skip superseded ones, never queue
+        self.scheme = parse_url(url)[0]
+        self.reader = None if self.scheme == "http" else open_reader(url)
+        self.assembler = FrameAssembler()
+        self.engines: dict[int, object] = {}
+        self.stats = {"packets": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0, "skipped": 0}
+        self.latencies: list[float] = []
+        self._closed = False
+
+    def _engine(self, scale: int):
+        from .engine import Engine
+
+        if scale not in self.engines:
+            self.engines[scale] = Engine(self.model, backend=self.backend, threads=self.threads, scale=scale)
+        return self.engines[scale]
+
+    def _finish(self, f: Frame) -> Frame:
+        if f.lr and f.scale > 1 and self.upscale:
+            f.image = self._engine(f.scale).upscale(f.image)
+            f.lr = False
+            self.stats["upscaled"] += 1
+        self.stats["frames"] += 1
+        self.latencies.append(time.time() - f.timestamp)
+        del self.latencies[:-1000]
+        return f
+
+    def frames(self, timeout: float | None = None):
+        """Yield frames; stop after ``timeout`` seconds without one (None: forever)."""
+        if self.scheme == "http":
+            yield from self._mjpeg(timeout)
+            return
+        last = time.monotonic()
+        while not self._closed:
+            got = []
+            for raw in self.reader.read(0.2):
+                self.stats["packets"] += 1
+                try:
+                    got += self.assembler.add(decode_packet(raw, self.key), time.monotonic())
+                except AuthError:
+                    self.stats["auth_failures"] += 1
+                except ProtocolError:
+                    self.stats["bad_packets"] += 1
+            got += self.assembler.expire(time.monotonic(), self.max_age)
+            if self.latest_only and len(got) > 1:
+                self.stats["skipped"] += len(got) - 1
+                got = got[-1:]
+            for f in got:
+                last = time.monotonic()
+                yield self._finish(f)
+            if timeout is not None and time.monotonic() - last > timeout:
+                return
+
+    __iter__ = frames
+
+    def _mjpeg(self, timeout):
+        import urllib.request
+
+        from .codec import decode
+
+        try:
+            resp = urllib.request.urlopen(self.url.rstrip("/") + "/stream", timeout=timeout or 10)
+        except OSError as e:
+            raise ProtocolError(f"{self.url}: cannot open the MJPEG stream ({e})") from None
+        n = 0
+        with resp:
+            while not self._closed:
+                line = resp.readline()
+                if not line:
+                    return
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+                    resp.readline()
+                    img = decode(resp.read(length))
+                    n += 1
+                    yield self._finish(Frame(np.ascontiguousarray(img), n, time.time(), received_at=time.monotonic()))
+
+    def summary(self) -> dict:
+        a = self.assembler.stats
+        lat = sorted(self.latencies)
+        return {**self.stats, **{f"assembler_{k}": v for k, v in a.items()},
+                "latency_ms_median": round(1000 * lat[len(lat) // 2], 1) if lat else None}
+
+    def close(self) -> None:
+        self._closed = True
+        if self.reader is not None:
+            self.reader.close()

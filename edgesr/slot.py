@@ -1,0 +1,38 @@
+"""Single-slot, latest-frame-wins hand-off between threads: a slow consumer drops frames, never grows memory."""
+from __future__ import annotations
+
+import threading
+
+
+class Slot:
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item = None
+        self._closed = False
+        self.dropped = 0
+        self.put_count = 0
+
+    def put(self, item) -> None:
+        with self._cond:
+            if self._item is not None:
+                self.dropped += 1
+            self._item = item
+            self.put_count += 1
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None):
+        """The newest item, or None on timeout/close."""
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

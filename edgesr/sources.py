@@ -1,0 +1,232 @@
+"""Frame sources: V4L2/USB cameras (OpenCV), picamera2 (CSI, when importable), video files, image folders, and a
+synthetic pan/zoom over a real photo. ``read()`` returns RGB uint8 or raises SourceError (reopen and retry) or
+EndOfSource (a finite input ran out)."""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import EdgeSRError
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class SourceError(EdgeSRError):
+    """The source failed (camera unplugged, file gone): the pipeline reopens it with backoff."""
+
+
+class EndOfSource(EdgeSRError):
+    """A finite source (file, folder with loop off) has no more frames."""
+
+
+class Source:
+    name = "source"
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class SyntheticSource(Source):
+    """A slow pan and zoom over a real photo (the shipped sample by default): real texture, deterministic."""
+
+    def __init__(self, size=(320, 240), fps: float = 30.0, image: str | None = None):
+        from .imageio import read_rgb
+
+        self.name = "synthetic"
+        self.photo = read_rgb(image or Path(__file__).parent / "samples" / "nature_640x480.png")
+        self.size, self.period, self.n = tuple(size), 1.0 / fps if fps else 0.0, 0
+        self.next_t = time.monotonic()
+
+    def read(self) -> np.ndarray:
+        if self.period:
+            delay = self.next_t - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.next_t = max(self.next_t + self.period, time.monotonic() - self.period)
+        h, w = self.photo.shape[:2]
+        t = self.n / 30.0
+        zoom = 0.75 + 0.2 * math.sin(t * 0.5)
+        ch, cw = int(h * zoom), int(w * zoom)
+        y = int((h - ch) * (0.5 + 0.5 * math.sin(t * 0.31)))
+        x = int((w - cw) * (0.5 + 0.5 * math.cos(t * 0.23)))
+        self.n += 1
+        return cv2.resize(self.photo[y:y + ch, x:x + cw], self.size, interpolation=cv2.INTER_AREA)
+
+
+class CameraSource(Source):
+    """A V4L2/USB camera through OpenCV (/dev/videoN or an index)."""
+
+    def __init__(self, device, size=None, fps: float | None = None, fourcc: str | None = None):
+        self.device, self.size, self.fps, self.fourcc = device, size, fps, fourcc
+        self.name = str(device)
+        self.cap = None
+
+    def open(self) -> None:
+        dev = int(self.device) if str(self.device).isdigit() else str(self.device)
+        cap = cv2.VideoCapture(dev, cv2.CAP_V4L2) if isinstance(dev, int) or dev.startswith("/dev/") \
+            else cv2.VideoCapture(dev)
+        if not cap.isOpened():
+            raise SourceError(f"{self.device}: cannot open camera (unplugged, busy, or no permission: is the "
+                              "user in the 'video' group?)")
+        if self.fourcc:
+            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.fourcc))
+        if self.size:
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+        if self.fps:
+            cap.set(cv2.CAP_PROP_FPS, self.fps)
+        self.cap = cap
+
+    def read(self) -> np.ndarray:
+        if self.cap is None:
+            self.open()
+        ok, frame = self.cap.read()
+        if not ok:
+            self.close()
+            raise SourceError(f"{self.device}: camera stopped delivering frames")
+        return np.ascontiguousarray(frame[:, :, ::-1])
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+
+class PiCamera2Source(Source):
+    """CSI camera through picamera2 (apt install python3-picamera2 on Raspberry Pi OS)."""
+
+    def __init__(self, size=(640, 480), fps: float | None = None):
+        self.size, self.fps, self.name, self.cam = tuple(size or (640, 480)), fps, "picamera2", None
+
+    def open(self) -> None:
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise SourceError("picamera2 is not installed (apt install python3-picamera2; create the venv with "
+                              "--system-site-packages)") from None
+        try:
+            cam = Picamera2()
+            cfg = cam.create_video_configuration(main={"size": self.size, "format": "RGB888"})
+            cam.configure(cfg)
+            cam.start()
+        except Exception as e:
+            raise SourceError(f"picamera2: cannot start the camera ({e})") from None
+        self.cam = cam
+
+    def read(self) -> np.ndarray:
+        if self.cam is None:
+            self.open()
+        try:
+            # picamera2's "RGB888" is BGR in memory order
+            return np.ascontiguousarray(self.cam.capture_array("main")[:, :, 2::-1])
+        except Exception as e:
+            self.close()
+            raise SourceError(f"picamera2: capture failed ({e})") from None
+
+    def close(self) -> None:
+        if self.cam is not None:
+            try:
+                self.cam.stop()
+                self.cam.close()
+            except Exception:
+                pass
+            self.cam = None
+
+
+class VideoFileSource(Source):
+    def __init__(self, path, loop: bool = True, fps: float | None = None):
+        self.path, self.loop, self.name, self.cap = Path(path), loop, str(path), None
+        self.fps = fps
+        self.next_t = 0.0
+
+    def open(self) -> None:
+        if not self.path.exists():
+            raise SourceError(f"{self.path}: no such file")
+        self.cap = cv2.VideoCapture(str(self.path))
+        if not self.cap.isOpened():
+            raise SourceError(f"{self.path}: cannot decode video")
+        self.period = 1.0 / (self.fps or self.cap.get(cv2.CAP_PROP_FPS) or 25.0)
+        self.next_t = time.monotonic()
+
+    def read(self) -> np.ndarray:
+        if self.cap is None:
+            self.open()
+        delay = self.next_t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self.next_t = max(self.next_t + self.period, time.monotonic() - self.period)
+        ok, frame = self.cap.read()
+        if not ok:
+            if not self.path.exists():
+                self.close()
+                raise SourceError(f"{self.path}: file disappeared")
+            if not self.loop:
+                raise EndOfSource(f"{self.path}: end of video")
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self.cap.read()
+            if not ok:
+                self.close()
+                raise SourceError(f"{self.path}: cannot read frames")
+        return np.ascontiguousarray(frame[:, :, ::-1])
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+
+class ImageFolderSource(Source):
+    """The images of a folder in name order (or one image file), repeated when ``loop``."""
+
+    def __init__(self, path, loop: bool = True, fps: float = 10.0):
+        self.path, self.loop, self.name, self.i = Path(path), loop, str(path), 0
+        self.period, self.next_t = 1.0 / fps if fps else 0.0, time.monotonic()
+
+    def read(self) -> np.ndarray:
+        from .errors import InputError
+        from .imageio import read_rgb
+
+        if self.path.is_dir():
+            files = sorted(p for p in self.path.glob("*") if p.suffix.lower() in IMAGE_EXTS)
+        else:
+            files = [self.path] if self.path.is_file() else []
+        if not files:
+            raise SourceError(f"{self.path}: no images (missing, deleted or empty)")
+        if self.i >= len(files):
+            if not self.loop:
+                raise EndOfSource(f"{self.path}: all images sent")
+            self.i = 0
+        delay = self.next_t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self.next_t = max(self.next_t + self.period, time.monotonic() - self.period)
+        f = files[self.i]
+        self.i += 1
+        try:
+            return read_rgb(f)
+        except InputError as e:
+            raise SourceError(str(e)) from None
+
+
+def open_source(spec: str, size=None, fps: float | None = None, loop: bool = True) -> Source:
+    """'synthetic', 'picamera2', '/dev/videoN' or an index, a video file, or a folder of images."""
+    if spec == "synthetic":
+        return SyntheticSource(size or (320, 240), fps if fps is not None else 30.0)
+    if spec == "picamera2":
+        return PiCamera2Source(size, fps)
+    if spec.startswith("/dev/video") or spec.isdigit():
+        return CameraSource(spec, size, fps)
+    p = Path(spec)
+    if p.is_dir() or p.suffix.lower() in IMAGE_EXTS:
+        return ImageFolderSource(p, loop, fps or 10.0)
+    return VideoFileSource(p, loop, fps)

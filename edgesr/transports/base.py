@@ -1,0 +1,103 @@
+"""The shared sink machinery: a latest-frame-wins slot, a sender thread, topology, codec and rate control."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..protocol import encode_frame
+from ..ratecontrol import RateController
+from ..slot import Slot
+
+log = logging.getLogger("edgesr.transports")
+
+
+@dataclass
+class OutFrame:
+    """What the pipeline hands to sinks: the upscaled frame (None if nobody needs it) and the LR frame."""
+    seq: int
+    timestamp_us: int
+    lr: np.ndarray
+    sr: np.ndarray | None
+    scale: int
+    captured_at: float  # time.monotonic() at capture, for latency
+
+
+class Sink:
+    """Base: ``submit()`` never blocks; a thread takes the newest frame and calls ``send(frame)``."""
+
+    def __init__(self, url: str, topology: str = "source", codec: str = "jpeg", quality: int = 80, tile: int = 64,
+                 key: bytes | None = None, bitrate: float = 0, fps: float = 10.0, mtu: int = 1200, stream: int = 0):
+        if topology not in ("source", "receiver"):
+            raise ValueError(f"topology must be 'source' or 'receiver', not {topology!r}")
+        self.url, self.topology, self.codec, self.quality, self.tile = url, topology, codec, quality, tile
+        self.key, self.mtu, self.stream = key, mtu, stream
+        self.rate = RateController(bitrate, fps, quality, max_packet=mtu) if bitrate else None
+        self.slot = Slot()
+        self.stop = threading.Event()
+        self.stats = {"frames_sent": 0, "packets_sent": 0, "bytes_sent": 0, "send_errors": 0, "latency_ms": 0.0}
+        self.thread = threading.Thread(target=self._loop, name=f"sink {url}", daemon=True)
+
+    @property
+    def needs_sr(self) -> bool:
+        return self.topology == "source"
+
+    def start(self) -> "Sink":
+        if self.thread.is_alive():
+            return self
+        self.open()
+        self.thread.start()
+        return self
+
+    def submit(self, frame: OutFrame) -> None:
+        self.slot.put(frame)
+
+    def image_of(self, f: OutFrame) -> np.ndarray:
+        return f.sr if self.topology == "source" and f.sr is not None else f.lr
+
+    def packets(self, f: OutFrame) -> list[bytes]:
+        img = self.image_of(f)
+        q = self.rate.quality if self.rate else self.quality
+        lr = img is f.lr and f.scale > 1
+        pk = encode_frame(img, f.seq, f.timestamp_us, stream=self.stream, tile=self.tile, codec=self.codec,
+                          quality=q, key=self.key, mtu=self.mtu, scale=f.scale if lr else 1, lr=lr)
+        if self.rate:
+            self.rate.update(sum(map(len, pk)))
+        return pk
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            f = self.slot.get(timeout=0.2)
+            if f is None:
+                continue
+            try:
+                if self.send(f):
+                    self.stats["frames_sent"] += 1
+                    self.stats["latency_ms"] = round(1000 * (time.monotonic() - f.captured_at), 2)
+            except Exception as e:  # a sink must never take the daemon down; it reconnects or drops
+                self.stats["send_errors"] += 1
+                log.warning("%s: send failed: %s", self.url, e)
+                time.sleep(0.2)
+
+    def pace(self, nbytes: int) -> bool:
+        return self.rate.wait(nbytes, stop=self.stop) if self.rate else not self.stop.is_set()
+
+    def count(self, packet: bytes, nbytes: int | None = None) -> None:
+        self.stats["packets_sent"] += 1
+        self.stats["bytes_sent"] += len(packet) if nbytes is None else nbytes
+
+    # subclasses
+    def open(self) -> None:
+        pass
+
+    def send(self, f: OutFrame) -> bool:
+        raise NotImplementedError
+
+    def close(self, timeout: float = 1.5) -> None:
+        self.stop.set()
+        self.slot.close()
+        if self.thread.is_alive():
+            self.thread.join(timeout)

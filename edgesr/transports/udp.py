@@ -1,0 +1,73 @@
+"""UDP: one packet per datagram (kept under the MTU), unicast or multicast."""
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+
+from .base import Sink
+
+
+def _is_multicast(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_multicast
+    except (OSError, ValueError):
+        return False
+
+
+class UDPSink(Sink):
+    def __init__(self, url, host, port, ttl: int = 1, **kw):
+        super().__init__(url, **kw)
+        self.addr, self.ttl = (host, port), ttl
+
+    def open(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if _is_multicast(self.addr[0]):
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, self.ttl)
+
+    def send(self, f) -> bool:
+        for p in self.packets(f):
+            if not self.pace(len(p)):
+                return False
+            try:
+                self.sock.sendto(p, self.addr)
+                self.count(p)
+            except OSError:  # e.g. ECONNREFUSED from a previous datagram, no route: the next frame retries
+                self.stats["send_errors"] += 1
+        return True
+
+    def close(self, timeout: float = 1.5) -> None:
+        super().close(timeout)
+        self.sock.close()
+
+
+class UDPReader:
+    """Binds HOST:PORT (joins the group for a multicast address) and returns datagrams."""
+
+    def __init__(self, host: str, port: int):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        if _is_multicast(host):
+            self.sock.bind(("", port))
+            mreq = struct.pack("4s4s", socket.inet_aton(socket.gethostbyname(host)), socket.inet_aton("0.0.0.0"))
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        else:
+            self.sock.bind((host, port))
+
+    def read(self, timeout: float = 0.5) -> list[bytes]:
+        self.sock.settimeout(timeout)
+        try:
+            out = [self.sock.recv(65535)]
+        except (TimeoutError, socket.timeout):
+            return []
+        self.sock.setblocking(False)
+        try:
+            while len(out) < 256:
+                out.append(self.sock.recv(65535))
+        except (BlockingIOError, OSError):
+            pass
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
