@@ -1,0 +1,103 @@
+"""End to end: a real `edgesr serve` under a fake systemd (NOTIFY_SOCKET owned by the test)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from conftest import FIX
+from edgesr.linksim import PtyLink
+
+MODEL = FIX / "tiny_x2_float32.tflite"
+
+
+def free_port(kind=socket.SOCK_DGRAM):
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_under_systemd_notify(tmp_path):
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(0.2)
+    udp, health, http = free_port(), free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    link = PtyLink(bitrate=0).start()
+    cfg = tmp_path / "edgesr.toml"
+    cfg.write_text(f"""
+status_every = 0.5
+[source]
+url = "synthetic"
+width = 96
+height = 64
+fps = 10
+[model]
+name = "{MODEL}"
+threads = 1
+[[sink]]
+url = "udp://127.0.0.1:{udp}"
+[[sink]]
+url = "serial://{link.tx}?baud=115200"
+topology = "receiver"
+tile = 32
+[[sink]]
+url = "http://127.0.0.1:{http}"
+[health]
+listen = "127.0.0.1:{health}"
+""")
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000",
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    rx_udp = subprocess.Popen([sys.executable, "-m", "edgesr", "receive", f"udp://127.0.0.1:{udp}", "--count", "3",
+                               "--out", str(tmp_path / "udp")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    rx_ser = subprocess.Popen([sys.executable, "-m", "edgesr", "receive", f"serial://{link.rx}?baud=115200",
+                               "--count", "2", "--no-upscale", "--out", str(tmp_path / "ser")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    daemon = subprocess.Popen([sys.executable, "-m", "edgesr", "serve", "--config", str(cfg)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    msgs = []
+    try:
+        t_end = time.monotonic() + 30
+        while time.monotonic() < t_end and not ({"READY=1", "WATCHDOG=1"} <= set(msgs)
+                                                and any(m.startswith("STATUS=") for m in msgs)):
+            try:
+                msgs.append(notify.recv(4096).decode())
+            except TimeoutError:
+                pass
+        assert "READY=1" in msgs and "WATCHDOG=1" in msgs, msgs
+        assert any(m.startswith("STATUS=") and "fps" in m for m in msgs)
+        base = f"http://127.0.0.1:{health}"
+        assert urllib.request.urlopen(base + "/healthz", timeout=5).status == 200
+        metrics = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+        assert "edgesr_frames_captured_total" in metrics and 'edgesr_engine_latency_ms_bucket{le="+Inf"}' in metrics
+        state = json.loads(urllib.request.urlopen(base + "/state", timeout=5).read())
+        assert state["source_ok"] and len(state["sinks"]) == 3
+        with urllib.request.urlopen(f"http://127.0.0.1:{http}/stream", timeout=5) as r:
+            assert r.readline().startswith(b"--edgesrframe")
+        out_udp = rx_udp.communicate(timeout=30)
+        out_ser = rx_ser.communicate(timeout=30)
+        assert rx_udp.returncode == 0, out_udp
+        assert rx_ser.returncode == 0, out_ser
+        assert len(list((tmp_path / "udp").glob("*.png"))) == 3 and len(list((tmp_path / "ser").glob("*.png"))) == 2
+        t0 = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        rc = daemon.wait(timeout=5)
+        assert rc == 0 and time.monotonic() - t0 < 2.0
+        try:
+            while True:
+                msgs.append(notify.recv(4096).decode())
+        except TimeoutError:
+            pass
+        assert "STOPPING=1" in msgs
+    finally:
+        for p in (daemon, rx_udp, rx_ser):
+            if p.poll() is None:
+                p.kill()
+        link.close()
+        notify.close()
