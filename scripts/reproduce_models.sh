@@ -16,7 +16,7 @@ realtime() {  # the shipped real-time students (L1, cosine LR, 32 patches per im
 }
 
 baselines() {  # equal schedule for a fair table: same data, patches, batch, steps, LR for every architecture
-  local common=(--scale 4 --steps 8000 --patch 32 --per-image 32 --val-every 2000)
+  local common=(--scale 4 --steps 4000 --patch 32 --per-image 32 --val-every 1000)
   train --arch espcn --no-anchor "${common[@]}" --out runs/table_espcn_x4 &
   train --arch fsrcnn "${common[@]}" --out runs/table_fsrcnn_x4
   wait
@@ -25,10 +25,10 @@ baselines() {  # equal schedule for a fair table: same data, patches, batch, ste
   wait
 }
 
-teacher() {  # larger float teacher, then a student distilled from it on the same 8000-step schedule
+teacher() {  # larger float teacher, then a student distilled from it on the same 4000-step schedule
   T=2 train --arch srgan --scale 4 --width 32 --blocks 3 --steps 12000 --patch 32 --per-image 32 --val-every 2000 --out runs/teacher_srgan_w32b3_x4
   T=2 edgesr-convert distill --teacher runs/teacher_srgan_w32b3_x4 --arch srgan --scale 4 --width 16 --blocks 1 \
-    --steps 8000 --patch 32 --per-image 32 --val-every 2000 --data "$DATA" --val "$VAL/Set5" --threads 2 --resume \
+    --steps 4000 --patch 32 --per-image 32 --val-every 1000 --data "$DATA" --val "$VAL/Set5" --threads 2 --resume \
     --out runs/table_srgan_w16b1_x4_distilled
 }
 
