@@ -51,6 +51,7 @@ class ServeConfig:
     sinks: list[SinkConfig] = field(default_factory=list)
     health: HealthConfig = field(default_factory=HealthConfig)
     status_every: float = 5.0
+    device_wait: float = 10.0       # seconds a /dev device may take to appear at start-up before exit code 2
 
 
 def _fill(cls, data: dict, where: str):
@@ -118,7 +119,7 @@ def load(path) -> ServeConfig:
         raise ConfigError(f"{p}: no such config file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: not valid TOML ({e})") from None
-    top = {f.name for f in fields(ServeConfig)} - {"sinks"} | {"sink"}
+    top = ({f.name for f in fields(ServeConfig)} - {"sinks"}) | {"sink"}
     for k in data:
         if k not in top:
             raise ConfigError(f"{p}: unknown key {k!r} (known: {', '.join(sorted(top))})")
@@ -131,8 +132,11 @@ def load(path) -> ServeConfig:
         sinks=[_fill(SinkConfig, s, f"{p}: sink[{i}]") for i, s in enumerate(sinks)],
         health=_fill(HealthConfig, data.get("health", {}), f"{p}: health"),
     )
-    if "status_every" in data:
-        cfg.status_every = float(data["status_every"])
+    for k in ("status_every", "device_wait"):
+        if k in data:
+            if not isinstance(data[k], (int, float)) or isinstance(data[k], bool) or data[k] < 0:
+                raise ConfigError(f"{p}: {k} must be a number >= 0, got {data[k]!r}")
+            setattr(cfg, k, float(data[k]))
     return validate(cfg, str(p))
 
 

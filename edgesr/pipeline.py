@@ -39,7 +39,8 @@ class Pipeline:
         self.slot = Slot()
         self.stop_event = threading.Event()
         self.finished = threading.Event()
-        self.heartbeat = 0.0
+        self.heartbeat = 0.0            # last frame through the engine (frames flow: /healthz)
+        self.beats = {"capture": 0.0, "upscale": 0.0}  # last loop iteration of each thread (alive: watchdog)
         self.first_frame = threading.Event()
         self.source_ok = True
         self.stats = {"captured": 0, "upscaled": 0, "capture_drops": 0, "camera_reconnects": 0,
@@ -58,6 +59,7 @@ class Pipeline:
     def _capture(self) -> None:
         seq, backoff = 0, 0.1
         while not self.stop_event.is_set():
+            self.beats["capture"] = time.monotonic()
             try:
                 img = self.source.read()
             except SourceError as e:
@@ -84,6 +86,7 @@ class Pipeline:
     def _upscale(self) -> None:
         t_last, ema = None, 0.0
         while True:
+            self.beats["upscale"] = time.monotonic()
             c = self.slot.get(timeout=0.2)
             if c is None:
                 if self.slot.closed or self.stop_event.is_set():
@@ -109,6 +112,12 @@ class Pipeline:
             self.first_frame.set()
         self.stats["capture_drops"] = self.slot.dropped
         self.finished.set()
+
+    def alive(self, max_age: float = 3.0) -> bool:
+        """Both loops turned recently. A camera that is unplugged keeps its loop turning (reconnecting with
+        backoff <= 2 s); a read or an invoke that hangs does not -- that is what the systemd watchdog catches."""
+        now = time.monotonic()
+        return all(now - b < max_age for b in self.beats.values())
 
     def snapshot(self) -> dict:
         """Counters of every stage and sink, for STATUS=, /metrics and /state."""

@@ -35,6 +35,32 @@ def sd_notify(state: str) -> bool:
         return False
 
 
+def wait_for_devices(cfg: ServeConfig) -> None:
+    """/dev paths named in the config must exist within ``device_wait`` seconds (USB enumerates late at boot);
+    otherwise ConfigError naming the key. Devices that vanish later are reconnected, not fatal."""
+    from pathlib import Path
+
+    from .errors import ConfigError
+    from .transports import parse_url
+
+    wanted = {}
+    if cfg.source.url.startswith("/dev/"):
+        wanted["source.url"] = cfg.source.url
+    for i, k in enumerate(cfg.sinks):
+        scheme, dev, _, _ = parse_url(k.url)
+        if scheme == "serial" and dev.startswith("/dev/"):
+            wanted[f"sink[{i}].url"] = dev
+    t_end = time.monotonic() + cfg.device_wait
+    while True:
+        missing = {k: v for k, v in wanted.items() if not Path(v).exists()}
+        if not missing:
+            return
+        if time.monotonic() >= t_end:
+            k, v = next(iter(missing.items()))
+            raise ConfigError(f"{k}: {v}: no such device (waited {cfg.device_wait:g} s; unplugged, or wrong path?)")
+        time.sleep(0.2)
+
+
 def build(cfg: ServeConfig):
     """Engine + source + sinks + pipeline from a validated config."""
     from .engine import Engine
@@ -138,6 +164,7 @@ def start_health_server(listen: str, pipe):
 
 def run(cfg: ServeConfig, duration: float | None = None) -> int:
     """Serve until SIGTERM/SIGINT (or ``duration`` seconds); returns the exit code."""
+    wait_for_devices(cfg)
     pipe = build(cfg)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -162,7 +189,7 @@ def run(cfg: ServeConfig, duration: float | None = None) -> int:
             sd_notify("READY=1")
             log.info("first frame produced; ready")
         if wd_every and now >= next_wd:
-            if healthy(pipe, max_age=max(3.0, 2 * wd_every)) or not ready:
+            if pipe.alive(max_age=max(3.0, 2 * wd_every)):
                 sd_notify("WATCHDOG=1")
             next_wd = now + wd_every
         if now >= next_status:

@@ -72,10 +72,15 @@ def test_not_toml_and_missing(tmp_path):
     (["--config", "CFG"], "unknown key 'qualty'"),
     (["--sink", "udp://127.0.0.1:5999", "--model", "nonexistent_model"], "no such model file or shipped model"),
     (["--sink", "udp://127.0.0.1:5999", "--source", "/nonexistent/folder/", "--duration", "0.1"], None),
+    (["--config", "DEVCFG"], "sink[0].url: /dev/ttyUSB_edgesr_missing: no such device (waited 0.3 s"),
 ])
 def test_serve_cli_errors(tmp_path, args, needle):
     cfg = write(tmp_path, GOOD.replace("bitrate = 250000", "qualty = 3"))
-    r = run_cli("edgesr", "serve", *[str(cfg) if a == "CFG" else a for a in args], "--health", "", timeout=60)
+    dev = tmp_path / "dev.toml"
+    dev.write_text("device_wait = 0.3\n[source]\nurl = 'synthetic'\n[[sink]]\n"
+                   "url = 'serial:///dev/ttyUSB_edgesr_missing?baud=57600'\n")
+    args = [str(cfg) if a == "CFG" else str(dev) if a == "DEVCFG" else a for a in args]
+    r = run_cli("edgesr", "serve", *args, "--health", "", timeout=60)
     if needle is None:  # a missing source is not fatal: the daemon keeps running and retries
         assert r.returncode == 0 and "reconnecting" in r.stderr
         return

@@ -8,7 +8,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+
+import numpy as np
 
 from conftest import FIX
 from edgesr.linksim import PtyLink
@@ -101,3 +104,56 @@ listen = "127.0.0.1:{health}"
                 p.kill()
         link.close()
         notify.close()
+
+
+def test_camera_disappears_and_returns(tmp_path):
+    """File source deleted mid-stream: reconnect with backoff, /healthz 503, loop stays alive (watchdog),
+    and /healthz is 200 again within 3 s of the source coming back."""
+    import shutil
+
+    from edgesr.engine import Engine
+    from edgesr.imageio import write_rgb
+    from edgesr.pipeline import Pipeline
+    from edgesr.service import start_health_server
+    from edgesr.sources import ImageFolderSource
+    from edgesr.transports import open_sink
+
+    cam = tmp_path / "cam"
+    cam.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_rgb(cam / f"{i}.png", rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    port = free_port(socket.SOCK_STREAM)
+    pipe = Pipeline(ImageFolderSource(cam, True, 20), Engine(MODEL, threads=1),
+                    [open_sink(f"udp://127.0.0.1:{free_port()}")]).start()
+    server = start_health_server(f"127.0.0.1:{port}", pipe)
+
+    def status():
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    def wait_for(code, seconds):
+        t_end = time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            if status() == code:
+                return time.monotonic()
+            time.sleep(0.05)
+        return None
+
+    try:
+        assert wait_for(200, 10)
+        shutil.move(str(cam), str(tmp_path / "unplugged"))
+        assert wait_for(503, 5), "healthz did not report the lost source"
+        time.sleep(1.5)
+        assert pipe.alive() and pipe.stats["camera_reconnects"] >= 2
+        shutil.move(str(tmp_path / "unplugged"), str(cam))
+        t_back = time.monotonic()
+        t_ok = wait_for(200, 5)
+        assert t_ok is not None and t_ok - t_back < 3.0
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        assert "edgesr_camera_reconnects_total" in metrics
+    finally:
+        server.shutdown()
+        pipe.stop()
