@@ -44,7 +44,10 @@ def frames(shared: Path) -> list[np.ndarray]:
 def fit(img: np.ndarray, budget: float, codec: str, tile: int):
     """Highest quality whose packets fit ``budget`` bytes: (quality, bytes, decoded image) or None."""
     def trial(q):
-        pk = encode_frame(img, 1, 0, tile=tile, codec=codec, quality=q, mtu=256)
+        try:
+            pk = encode_frame(img, 1, 0, tile=tile, codec=codec, quality=q, mtu=256)
+        except ValueError:  # a tile would need > 255 fragments: this configuration cannot be sent
+            return float("inf"), None
         return sum(map(len, pk)), pk
     lo, hi, best = 1, 95, None
     while lo <= hi:

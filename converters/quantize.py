@@ -15,7 +15,7 @@ from edgesr.errors import DataError
 from edgesr.modelcard import ModelCard
 
 from .archs import build
-from .archs.common import copy_weights
+from .archs.common import copy_weights, with_output_range
 
 
 def network_cost(model, scale: int) -> tuple[int, float, int]:
@@ -140,13 +140,14 @@ def export(run_dir, out_dir, dtype: str, tile: tuple[int, int] | None, data, edg
         model = build(spec, input_shape=shape, upsample="transpose_conv" if edgetpu else "depth_to_space",
                       split_anchor=dtype == "int8")
         copy_weights(trained, model)
+    rep = representative_crops(data, spec.scale, tile or (64, 64)) if dtype == "int8" else None
+    if rep is not None:
+        equalize_anchor(model, spec, rep)
+        model = with_output_range(model)
     if batch > 1:
         import keras
         inp = keras.Input(shape, batch_size=batch)
         model = keras.Model(inp, model(inp))
-    rep = representative_crops(data, spec.scale, tile or (64, 64)) if dtype == "int8" else None
-    if rep is not None:
-        equalize_anchor(model, spec, rep)
     blob = convert(model, dtype, rep, io="uint8-int8", batch=batch)
     params, macs, margin = network_cost(trained, spec.scale)
     tag = f"_{tile[0]}x{tile[1]}" if tile else ""

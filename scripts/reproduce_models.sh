@@ -42,6 +42,15 @@ export_models() {  # shipped files: int8 (CPU, dynamic shape), float32 twins, Ed
   cp runs/teacher_export/srgan_w32b3_x4_float32.json edgesr/models/teacher_srgan_w32b3_x4_float32.json  # card only: too slow to ship
 }
 
+table() {  # float32 + int8 of every comparison run, measured on Set5/Set14 into their cards; then the README table
+  for r in runs/table_* runs/teacher_srgan_w32b3_x4; do
+    [ -f "$r/state.json" ] || continue
+    edgesr-convert quantize "$r" --dtype float32 --dtype int8 --data "$DATA" --eval "$VAL/Set5" --eval "$VAL/Set14" \
+      --out "runs/table_models/$(basename "$r")"
+  done
+  python benchmarks/quality_table.py runs/table_models edgesr/models > benchmarks/results/quality_table.md
+}
+
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(realtime baselines teacher export_models)
+[ ${#stages[@]} -gt 0 ] || stages=(realtime baselines teacher export_models table)
 for s in "${stages[@]}"; do "$s"; done

@@ -129,6 +129,20 @@ def conv(x, filters: int, k: int = 3, act: str | None = "relu", name: str | None
     return keras.layers.Conv2D(filters, k, padding="same", activation=act, name=name)(x)
 
 
+def with_output_range(model):
+    """Wrap ``model`` with FakeQuant(0, 1) on its output for int8 export: the converter then uses exactly 256
+    levels on [0, 1] (scale 1/255) instead of the calibrated overshoot range, and the clamp costs no op.
+    Measured: x4 int8 loss 0.045 -> 0.031 dB (Set5), x2 0.134 -> 0.120 dB."""
+    import keras
+    import tensorflow as tf
+
+    class OutputRange(keras.layers.Layer):
+        def call(self, x):
+            return tf.quantization.fake_quant_with_min_max_args(x, min=0.0, max=1.0, num_bits=8)
+
+    return keras.Model(model.inputs, OutputRange(name="output_range")(model.outputs[0]))
+
+
 def copy_weights(src, dst) -> None:
     """Copy weights between two builds of the same network (e.g. dynamic shape -> fixed tile, D2S -> Edge TPU
     shuffle). Layers are matched by order; the fixed shuffle layer has no counterpart and is skipped."""
