@@ -115,8 +115,7 @@ def live_run(hrs, model, mode: str, bitrate: float, corrupt: float, loss: float,
                          codec="webp", quality=50, tile=32 if mode == "sr_receiver" else 64, fps=fps, mtu=128)
         pipe = Pipeline(ImageFolderSource(Path(d), True, fps), eng, [sink])
         pipe.scale = S if mode != "hr" else 1
-        rx = Receiver(f"serial://{link.rx}?baud={int(bitrate)}", upscale=True, model=model, latest_only=False,
-                      max_age=3.0)
+        rx = Receiver(f"serial://{link.rx}?baud={int(bitrate)}", upscale=True, model=model, latest_only=False)
         pipe.start()
         got, t_end = [], time.monotonic() + seconds
         for f in rx.frames(timeout=5):
@@ -163,20 +162,27 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=2.0)
     ap.add_argument("--live-seconds", type=float, default=25.0)
     ap.add_argument("--skip-live", action="store_true")
+    ap.add_argument("--live-only", action="store_true", help="keep the static rows of an earlier run")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     hrs = frames(a.shared)
     eng = Engine(a.model, threads=2)
     print(f"{len(hrs)} frames {HR_W}x{HR_H}, model {eng.path.name}", flush=True)
-    rows = static_study(hrs, eng, [float(b) for b in a.bitrates.split(",")], a.fps, tiles=(32, 64, 128))
-    plot(rows, a.out / "psnr_vs_bitrate.png")
+    prev = a.out / "link_study.json"
+    if a.live_only:
+        rows = json.loads(prev.read_text())["static"]
+    else:
+        rows = static_study(hrs, eng, [float(b) for b in a.bitrates.split(",")], a.fps, tiles=(32, 64, 128))
+        plot(rows, a.out / "psnr_vs_bitrate.png")
     live = []
     if not a.skip_live:
         for corrupt, loss in ((0.0, 0.0), (0.0, 0.05), (0.01, 0.05)):
             for mode in ("hr", "sr_receiver", "sr_source"):
                 live.append(live_run(hrs, a.model, mode, 57600, corrupt, loss, a.live_seconds, a.fps))
                 print(json.dumps(live[-1]), flush=True)
-    (a.out / "link_study.json").write_text(json.dumps({"static": rows, "live_57600": live}, indent=1))
+    if a.skip_live and prev.exists():  # keep the live runs of an earlier invocation
+        live = json.loads(prev.read_text()).get("live_57600", [])
+    prev.write_text(json.dumps({"static": rows, "live_57600": live}, indent=1))
     print(f"wrote {a.out / 'link_study.json'} and {a.out / 'psnr_vs_bitrate.png'}")
 
 

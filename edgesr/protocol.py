@@ -195,6 +195,7 @@ class FrameAssembler:
             self.stats["late"] += 1
             return []
         f = self.pending.setdefault((p.stream, p.seq), {"first": p, "tiles": {}, "arrived": now})
+        f["last"] = now
         first = f["first"]
         if (p.frame_w, p.frame_h, p.tile_count) != (first.frame_w, first.frame_h, first.tile_count):
             self.stats["bad_tiles"] += 1
@@ -212,9 +213,10 @@ class FrameAssembler:
         return out
 
     def expire(self, now: float, max_age: float) -> list[Frame]:
-        """Emit (as partial) frames whose first packet is older than ``max_age`` seconds."""
+        """Emit (as partial) frames that got no packet for ``max_age`` seconds. Idle time, not age: on a thin
+        radio link one frame takes seconds to arrive and must not be cut while its packets keep coming."""
         out = []
-        for k in sorted((k for k, f in self.pending.items() if now - f["arrived"] > max_age),
+        for k in sorted((k for k, f in self.pending.items() if now - f.get("last", f["arrived"]) > max_age),
                         key=lambda k: self.pending[k]["arrived"]):
             if k in self.pending:
                 out += self._emit(k, now)

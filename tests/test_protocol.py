@@ -139,3 +139,18 @@ def test_fuzz_mutated_packets(data):
     assert len(out) <= 1
     for f in out:
         assert f.image.shape == (40, 56, 3) and f.image.dtype == np.uint8
+
+
+def test_slow_link_frame_is_not_expired_while_packets_keep_coming(frames):
+    pk = encode_frame(frames[2], 3, 0, tile=32, mtu=200)
+    asm, out = FrameAssembler(), []
+    for i, raw in enumerate(pk):  # one packet every 0.2 s: the frame takes several seconds in all
+        t = 0.2 * i
+        out += asm.add(decode_packet(raw), now=t)
+        out += asm.expire(now=t + 0.1, max_age=0.5)
+    assert 0.2 * len(pk) > 2.0
+    assert len(out) == 1 and out[0].missing_tiles == []
+    b = encode_frame(frames[3], 4, 0, tile=32, mtu=200)
+    asm.add(decode_packet(b[0]), now=100.0)
+    late = asm.expire(now=100.6, max_age=0.5)  # then the link goes quiet: emitted as partial
+    assert len(late) == 1 and late[0].missing_tiles
