@@ -181,8 +181,9 @@ def bench(model, backend, threads, input_size, seconds, as_json):
 @click.option("--fps", type=click.FloatRange(0.1, 240), default=None)
 @click.option("--sink", "sinks", multiple=True, help="udp://HOST:PORT, tcp://HOST:PORT, serial:///dev/ttyX?baud=N, "
               "http://HOST:PORT (repeatable)")
-@click.option("--topology", type=click.Choice(["source", "receiver"]), default=None,
-              help="for --sink: send upscaled frames (source) or LR frames for the robot to upscale (receiver)")
+@click.option("--topology", type=click.Choice(["auto", "source", "receiver"]), default=None,
+              help="for --sink: send upscaled frames (source) or LR frames for the robot to upscale (receiver); "
+                   "auto: receiver for serial and --bitrate links, source otherwise")
 @click.option("--bitrate", type=click.FloatRange(0), default=None, help="for --sink: link budget in bits/s")
 @click.option("--model", default=None)
 @click.option("--backend", type=BACKENDS, default=None)

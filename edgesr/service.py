@@ -63,11 +63,14 @@ def wait_for_devices(cfg: ServeConfig) -> None:
 
 def build(cfg: ServeConfig):
     """Engine + source + sinks + pipeline from a validated config."""
+    from .config import resolve_topology
     from .engine import Engine
     from .pipeline import Pipeline
     from .sources import open_source
     from .transports import open_sink
 
+    for k in cfg.sinks:
+        k.topology = resolve_topology(k)
     engine = None
     if any(s.topology == "source" for s in cfg.sinks):
         m = cfg.model

@@ -37,14 +37,14 @@ def write(tmp_path, text):
 def test_good_config(tmp_path):
     cfg = C.load(write(tmp_path, GOOD))
     assert cfg.source.width == 160 and cfg.source.fps == 15.0 and cfg.model.threads == 2
-    assert [s.topology for s in cfg.sinks] == ["source", "receiver"] and cfg.sinks[0].bitrate == 250000
+    assert [s.topology for s in cfg.sinks] == ["auto", "receiver"] and cfg.sinks[0].bitrate == 250000
 
 
 @pytest.mark.parametrize("edit,needle", [
     (("width = 160", "widht = 160"), "source: unknown key 'widht'"),
     (("fps = 15", 'fps = "fast"'), "source.fps: expected float, got str"),
     (("threads = 2", "threads = true"), "model.threads: expected int, got bool"),
-    (('topology = "receiver"', 'topology = "robot"'), "sink[1].topology must be"),
+    (('topology = "receiver"', 'topology = "robot"'), "sink[1].topology must be 'auto', 'source' or"),
     (('url = "udp://127.0.0.1:5600"', 'url = "udp://nohostport"'), "expected udp://HOST:PORT"),
     (('url = "udp://127.0.0.1:5600"', 'url = "ftp://x:1"'), "unsupported scheme 'ftp'"),
     (("width = 160", "width = 8"), "source.width/height must be 16..4096"),
@@ -94,3 +94,11 @@ def test_shipped_profiles_validate():
         C.load(p)
     assert {p.parent.name for p in profiles} >= {"raspberry-pi-4", "raspberry-pi-5", "coral-usb", "coral-pcie",
                                                 "coral-devboard"}
+
+
+@pytest.mark.parametrize("url,bitrate,expected", [("udp://h:1", 0, "source"), ("udp://h:1", 250000, "receiver"),
+                                                  ("serial:///dev/ttyUSB0", 0, "receiver"),
+                                                  ("http://0.0.0.0:8080", 100000, "source")])
+def test_auto_topology_follows_the_link_study(url, bitrate, expected):
+    assert C.resolve_topology(C.SinkConfig(url=url, bitrate=bitrate)) == expected
+    assert C.resolve_topology(C.SinkConfig(url=url, bitrate=bitrate, topology="source")) == "source"
