@@ -118,7 +118,7 @@ def live_run(hrs, model, mode: str, bitrate: float, corrupt: float, loss: float,
         rx = Receiver(f"serial://{link.rx}?baud={int(bitrate)}", upscale=True, model=model, latest_only=False)
         pipe.start()
         got, t_end = [], time.monotonic() + seconds
-        for f in rx.frames(timeout=5):
+        for f in rx.frames(timeout=seconds):
             got.append((f.seq, f.image, len(f.missing_tiles)))
             if time.monotonic() > t_end:
                 break

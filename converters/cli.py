@@ -1,29 +1,17 @@
 """`edgesr-convert`: train, distill, quantize/export, compile, evaluate."""
 from __future__ import annotations
 
-import functools
 import json
 import shlex
 import sys
 
 import click
 
-from edgesr.errors import EdgeSRError
+from edgesr.cli import friendly
 
 
-def _friendly(fn):
-    """Turn expected errors into one line on stderr and exit code 2 (no traceback)."""
-    @functools.wraps(fn)
-    def wrapper(*a, **k):
-        try:
-            return fn(*a, **k)
-        except EdgeSRError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-        except (ValueError, FileNotFoundError, OSError) as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-    return wrapper
+# TensorFlow and file problems during conversion are the user's to fix too: one line, exit code 2
+_friendly = friendly(also=(ValueError, OSError))
 
 
 @click.group()

@@ -14,12 +14,16 @@ from .errors import EdgeSRError
 BACKENDS = click.Choice(["auto", "cpu", "edgetpu"])
 
 
-def friendly(fn):
+def friendly(fn=None, *, also: tuple = ()):
+    """Expected errors (EdgeSRError and ``also``) become one line on stderr and exit code 2, no traceback."""
+    if fn is None:
+        return lambda f: friendly(f, also=also)
+
     @functools.wraps(fn)
     def wrapper(*a, **k):
         try:
             return fn(*a, **k)
-        except EdgeSRError as e:
+        except (EdgeSRError, *also) as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:

@@ -16,6 +16,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .config import ServeConfig, read_key
+from .transports.http_mjpeg import reply
 
 log = logging.getLogger("edgesr.service")
 
@@ -153,11 +154,7 @@ def start_health_server(listen: str, pipe):
                 body, code, ctype = json.dumps(pipe.snapshot()).encode(), 200, "application/json"
             else:
                 body, code, ctype = b"not found\n", 404, "text/plain"
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            reply(self, code, ctype, body)
 
     server = ThreadingHTTPServer((host, int(port)), Handler)
     server.daemon_threads = True

@@ -23,6 +23,22 @@ class EndOfSource(EdgeSRError):
     """A finite source (file, folder with loop off) has no more frames."""
 
 
+class Pacer:
+    """Sleeps so that successive calls are ``1/fps`` apart (no catch-up burst after a stall); fps 0: no wait."""
+
+    def __init__(self, fps: float | None):
+        self.period = 1.0 / fps if fps else 0.0
+        self.next_t = time.monotonic()
+
+    def wait(self) -> None:
+        if not self.period:
+            return
+        delay = self.next_t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self.next_t = max(self.next_t + self.period, time.monotonic() - self.period)
+
+
 class Source:
     name = "source"
 
@@ -44,15 +60,10 @@ class SyntheticSource(Source):
 
         self.name = "synthetic"
         self.photo = read_rgb(image or Path(__file__).parent / "samples" / "nature_640x480.png")
-        self.size, self.period, self.n = tuple(size), 1.0 / fps if fps else 0.0, 0
-        self.next_t = time.monotonic()
+        self.size, self.pacer, self.n = tuple(size), Pacer(fps), 0
 
     def read(self) -> np.ndarray:
-        if self.period:
-            delay = self.next_t - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            self.next_t = max(self.next_t + self.period, time.monotonic() - self.period)
+        self.pacer.wait()
         h, w = self.photo.shape[:2]
         t = self.n / 30.0
         zoom = 0.75 + 0.2 * math.sin(t * 0.5)
@@ -147,7 +158,7 @@ class VideoFileSource(Source):
     def __init__(self, path, loop: bool = True, fps: float | None = None):
         self.path, self.loop, self.name, self.cap = Path(path), loop, str(path), None
         self.fps = fps
-        self.next_t = 0.0
+        self.pacer = Pacer(None)
 
     def open(self) -> None:
         if not self.path.exists():
@@ -155,16 +166,12 @@ class VideoFileSource(Source):
         self.cap = cv2.VideoCapture(str(self.path))
         if not self.cap.isOpened():
             raise SourceError(f"{self.path}: cannot decode video")
-        self.period = 1.0 / (self.fps or self.cap.get(cv2.CAP_PROP_FPS) or 25.0)
-        self.next_t = time.monotonic()
+        self.pacer = Pacer(self.fps or self.cap.get(cv2.CAP_PROP_FPS) or 25.0)
 
     def read(self) -> np.ndarray:
         if self.cap is None:
             self.open()
-        delay = self.next_t - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        self.next_t = max(self.next_t + self.period, time.monotonic() - self.period)
+        self.pacer.wait()
         ok, frame = self.cap.read()
         if not ok:
             if not self.path.exists():
@@ -190,7 +197,7 @@ class ImageFolderSource(Source):
 
     def __init__(self, path, loop: bool = True, fps: float = 10.0):
         self.path, self.loop, self.name, self.i = Path(path), loop, str(path), 0
-        self.period, self.next_t = 1.0 / fps if fps else 0.0, time.monotonic()
+        self.pacer = Pacer(fps)
 
     def read(self) -> np.ndarray:
         from .errors import InputError
@@ -206,10 +213,7 @@ class ImageFolderSource(Source):
             if not self.loop:
                 raise EndOfSource(f"{self.path}: all images sent")
             self.i = 0
-        delay = self.next_t - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        self.next_t = max(self.next_t + self.period, time.monotonic() - self.period)
+        self.pacer.wait()
         f = files[self.i]
         self.i += 1
         try:

@@ -19,6 +19,16 @@ PAGE = b"""<!doctype html><html><head><title>edgesr</title></head>
 <img src="/stream" style="max-width:100%" alt="stream"></body></html>"""
 
 
+def reply(handler: BaseHTTPRequestHandler, code: int, ctype: str, body: bytes) -> None:
+    """A complete, uncached HTTP response."""
+    handler.send_response(code)
+    handler.send_header("Content-Type", ctype)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.send_header("Cache-Control", "no-store")
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class MJPEGSink(Sink):
     def __init__(self, url, host, port, **kw):
         super().__init__(url, **kw)
@@ -50,12 +60,7 @@ class MJPEGSink(Sink):
                 self._reply(404, "text/plain", b"not found\n")
 
             def _reply(self, code, ctype, body):
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
+                reply(self, code, ctype, body)
 
             def _stream(self):
                 self.send_response(200)
