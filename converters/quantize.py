@@ -151,7 +151,8 @@ def export(run_dir, out_dir, dtype: str, tile: tuple[int, int] | None, data, edg
     blob = convert(model, dtype, rep, io="uint8-int8", batch=batch)
     params, macs, margin = network_cost(trained, spec.scale)
     tag = f"_{tile[0]}x{tile[1]}" if tile else ""
-    name = name or f"{spec.arch}_w{spec.width}b{spec.blocks}_x{spec.scale}_{dtype}{tag}{'_edgetpu_ready' if edgetpu else ''}"
+    shape_tag = f"_w{spec.width}b{spec.blocks}" if spec.arch in ("srgan", "efdn") else ""  # baselines are fixed
+    name = name or f"{spec.arch}{shape_tag}_x{spec.scale}_{dtype}{tag}{'_edgetpu_ready' if edgetpu else ''}"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.tflite"

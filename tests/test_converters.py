@@ -175,7 +175,7 @@ def test_cli_train_resume_distill_quantize_evaluate(tmp_path, set5):
     r = _convert("quantize", s, "--out", models, "--dtype", "float32", "--dtype", "int8", "--tile", "24x32",
                  "--data", data, "--eval", set5, env=env)
     assert r.returncode == 0, r.stderr
-    card = json.loads((models / "efdn_w4b1_x2_int8_24x32.json").read_text())
+    card = json.loads((models / "efdn_w4b1_x2_int8_24x32.json").read_text())  # named by arch, width, blocks
     assert card["tile"] == [24, 32] and card["metrics"]["Set5"]["n"] == 5 and "int8_loss_db" in card["metrics"]["Set5"]
     r = _convert("evaluate", "--model", models / "efdn_w4b1_x2_int8_24x32.tflite", "--data", set5, "--json",
                  "--save-comparisons", tmp_path / "cmp")
