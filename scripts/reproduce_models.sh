@@ -20,7 +20,7 @@ baselines() {  # equal schedule for a fair table: same data, patches, batch, ste
   train --arch espcn --no-anchor "${common[@]}" --out runs/table_espcn_x4 &
   train --arch fsrcnn "${common[@]}" --out runs/table_fsrcnn_x4
   wait
-  train --arch efdn --width 16 --blocks 2 --edge-weight 0.05 "${common[@]}" --out runs/table_efdn_w16b2_x4 &
+  train --arch efdn --width 16 --blocks 2 "${common[@]}" --out runs/table_efdn_w16b2_x4 &
   train --arch srgan --width 16 --blocks 1 "${common[@]}" --out runs/table_srgan_w16b1_x4
   wait
 }
