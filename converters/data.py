@@ -66,7 +66,7 @@ def make_patches(folders, scale: int, patch: int = 32, per_image: int = 16, seed
             hrs.append(hr[y * scale:(y + patch) * scale, x * scale:(x + patch) * scale])
     lr_arr, hr_arr = np.stack(lrs), np.stack(hrs)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # two runs may build the same cache at once
     np.savez(tmp, lr=lr_arr, hr=hr_arr)
     os.replace(tmp, cache)
     return lr_arr, hr_arr

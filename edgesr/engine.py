@@ -22,6 +22,7 @@ from .modelcard import ModelCard, load_card, resolve_model
 from .tiling import Tiler
 
 log = logging.getLogger("edgesr.engine")
+ADAPTIVE_BATCH = 1  # tiles per invoke for a dynamic-shape model in adaptive mode (XNNPACK: batch 1 wastes nothing)
 EDGETPU_LIB = {"linux": "libedgetpu.so.1", "darwin": "libedgetpu.1.dylib", "win32": "edgetpu.dll"}
 
 
@@ -100,7 +101,7 @@ class Engine:
     """Upscales RGB uint8 frames with one model. Not thread-safe: one engine per thread."""
 
     def __init__(self, model: str | os.PathLike | None = None, backend: str = "auto", threads: int | None = None,
-                 scale: int | None = None):
+                 scale: int | None = None, texture_threshold: float = 0.0, texture_tile: int = 64):
         if backend not in ("auto", "cpu", "edgetpu"):
             raise BackendError(f"backend must be auto, cpu or edgetpu, not {backend!r}")
         path = resolve_model(None if model is None else str(model), scale or 4)
@@ -137,6 +138,11 @@ class Engine:
         self.path = Path(path)
         self.scale = self.card.scale
         self._setup_io()
+        if texture_threshold < 0 or not 8 <= texture_tile <= 1024:
+            raise InputError("texture_threshold must be >= 0 and texture_tile 8..1024")
+        self.texture_threshold = float(texture_threshold)  # > 0: adaptive tiles (edgesr.adaptive)
+        self.texture_tile = int(texture_tile)               # LR tile interior for dynamic-shape models
+        self.last_sr_fraction = 1.0                         # share of tiles the model ran on, last frame
 
     def _cpu_interpreter(self, path: Path, Interpreter):
         if not path.is_file():
@@ -210,17 +216,36 @@ class Engine:
         self.last_invoke_s = time.perf_counter() - t0
         self._from_output(it.tensor(self._out_index)()[0], out)
 
-    def _run_tiled(self, frame: np.ndarray, out: np.ndarray) -> None:
-        h, w = frame.shape[:2]
-        tiler = self._tilers.get((h, w))
+    def _tiler(self, h: int, w: int) -> Tiler:
+        """Tiles for this frame size: the model's fixed tile, or (adaptive mode) texture_tile + context."""
+        m = self.card.margin
+        tile = self.tile or (self.texture_tile + 2 * m,) * 2
+        tiler = self._tilers.get((h, w, tile))
         if tiler is None:
-            tiler = self._tilers[(h, w)] = Tiler((h, w), self.tile, self.card.margin, self.scale)
-        padded = tiler.pad(frame)
+            tiler = self._tilers[(h, w, tile)] = Tiler((h, w), tile, m, self.scale)
+            self._tile_buf = np.empty((tile[0] * self.scale, tile[1] * self.scale, 3), np.uint8)
+        return tiler
+
+    def _tile_interpreter(self, tile_hw):
+        """The fixed-tile interpreter. A dynamic-shape model gets a second interpreter resized to
+        [ADAPTIVE_BATCH, *tile] for adaptive tiles, so whole-frame runs keep theirs (no re-planning per frame)."""
+        if not self.dynamic:
+            return self.interpreter, self.batch
+        if getattr(self, "_tiles_it", None) is None or self._tiles_it[1] != tile_hw:
+            _, Interpreter, _ = interpreter_api()
+            it = self._cpu_interpreter(self.path, Interpreter)
+            it.resize_tensor_input(self._in_index, [ADAPTIVE_BATCH, *tile_hw, 3], strict=False)
+            it.allocate_tensors()
+            self._tiles_it = (it, tile_hw)
+        return self._tiles_it[0], ADAPTIVE_BATCH
+
+    def _run_tiles(self, padded: np.ndarray, tiler: Tiler, indices, place) -> None:
+        """Run the tiles ``indices`` in batches; ``place(tile_hr, i)`` receives each HR tile."""
         self.last_invoke_s = 0.0
-        it = self.interpreter
-        n = len(tiler)
-        for b0 in range(0, n, self.batch):
-            idx = list(range(b0, min(b0 + self.batch, n)))
+        it, batch = self._tile_interpreter(tiler.tile_hw)
+        tile_hr = self._tile_buf
+        for b0 in range(0, len(indices), batch):
+            idx = indices[b0:b0 + batch]
             inp = it.tensor(self._in_index)()
             for j, i in enumerate(idx):
                 self._to_input(tiler.crop(padded, i), inp[j])
@@ -229,11 +254,27 @@ class Engine:
             it.invoke()
             self.last_invoke_s += time.perf_counter() - t0
             res = it.tensor(self._out_index)()
-            tile_hr = self._tile_buf
             for j, i in enumerate(idx):
                 self._from_output(res[j], tile_hr)
-                tiler.place(out, tile_hr, i)
+                place(tile_hr, i)
             del res
+
+    def _run_adaptive(self, frame: np.ndarray, out: np.ndarray) -> None:
+        """Bicubic everywhere, then the model on textured tiles only, blended in (see edgesr.adaptive)."""
+        from .adaptive import Blender, interiors, texture_scores
+
+        h, w = frame.shape[:2]
+        tiler = self._tiler(h, w)
+        chosen = np.flatnonzero(texture_scores(frame, interiors(tiler)) > self.texture_threshold).tolist()
+        self.last_sr_fraction = len(chosen) / len(tiler)
+        if self.dynamic and len(chosen) * np.prod(tiler.tile_hw) >= h * w:
+            self._run_whole(frame, out)  # so much texture that tiles would cost more than the whole frame
+            return
+        cv2.resize(frame, (w * self.scale, h * self.scale), dst=out, interpolation=cv2.INTER_CUBIC)
+        self.last_invoke_s = 0.0
+        if chosen:
+            blender = Blender(tiler, chosen, self.card.margin)
+            self._run_tiles(tiler.pad(frame), tiler, chosen, lambda t, i: blender.place(out, t, i))
 
     def upscale(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """RGB uint8 HxWx3 -> RGB uint8 (sH)x(sW)x3. Pass ``out`` to reuse a buffer (no allocation)."""
@@ -249,12 +290,13 @@ class Engine:
             out = np.empty((h * s, w * s, 3), np.uint8)
         elif out.shape != (h * s, w * s, 3) or out.dtype != np.uint8:
             raise InputError(f"out buffer must be {(h * s, w * s, 3)} uint8, got {out.shape} {out.dtype}")
-        if self.dynamic:
+        if self.texture_threshold > 0:
+            self._run_adaptive(frame, out)
+        elif self.dynamic:
             self._run_whole(frame, out)
         else:
-            if getattr(self, "_tile_buf", None) is None:
-                self._tile_buf = np.empty((self.tile[0] * s, self.tile[1] * s, 3), np.uint8)
-            self._run_tiled(frame, out)
+            tiler = self._tiler(h, w)
+            self._run_tiles(tiler.pad(frame), tiler, range(len(tiler)), lambda t, i: tiler.place(out, t, i))
         if self.card.color_order == "BGR":
             out[...] = out[:, :, ::-1]
         return out
@@ -262,4 +304,4 @@ class Engine:
     def describe(self) -> dict:
         return {"model": self.path.name, "backend": self.backend, "interpreter": self.interpreter_name,
                 "threads": self.threads, "scale": self.scale, "tile": list(self.tile) if self.tile else None,
-                "batch": self.batch, "input_dtype": str(self.in_dtype), "output_dtype": str(self.out_dtype)}
+                "batch": self.batch, "texture_threshold": self.texture_threshold, "input_dtype": str(self.in_dtype), "output_dtype": str(self.out_dtype)}
