@@ -27,12 +27,13 @@ def test_frame(size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(read_rgb(SAMPLE), size, interpolation=cv2.INTER_AREA))
 
 
-def run_bench(model, backend: str, threads, size: tuple[int, int], seconds: float) -> dict:
+def run_bench(model, backend: str, threads, size: tuple[int, int], seconds: float,
+              texture_threshold: float = 0.0) -> dict:
     import cv2
 
     from .engine import Engine
 
-    eng = Engine(model, backend=backend, threads=threads)
+    eng = Engine(model, backend=backend, threads=threads, texture_threshold=texture_threshold)
     frame = test_frame(size)
     s = eng.scale
     out = np.empty((size[1] * s, size[0] * s, 3), np.uint8)
@@ -58,7 +59,8 @@ def run_bench(model, backend: str, threads, size: tuple[int, int], seconds: floa
     ms = 1000 * np.median(lat)
     macs = eng.card.macs_per_output_pixel * size[0] * size[1] * s * s
     return {**eng.describe(), "input_size": f"{size[0]}x{size[1]}", "output_size": f"{size[0] * s}x{size[1] * s}",
-            "frames": len(lat), "ms_median": round(ms, 3), "ms_p90": round(1000 * float(np.percentile(lat, 90)), 3),
+            "frames": len(lat), "sr_fraction": round(eng.last_sr_fraction, 3),
+            "ms_median": round(ms, 3), "ms_p90": round(1000 * float(np.percentile(lat, 90)), 3),
             "fps_median": round(1000 / ms, 2), "invoke_ms_median": round(1000 * np.median(inv), 3),
             "invoke_share": round(float(np.median(inv) / np.median(lat)), 3),
             "bicubic_ms_median": round(1000 * np.median(bic), 3),

@@ -132,15 +132,17 @@ def info(model, as_json):
 @click.option("--backend", type=BACKENDS, default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(1, 64), default=None, help="CPU threads (default: all cores)")
 @click.option("--scale", type=click.IntRange(2, 4), default=None, help="for models without a card")
+@click.option("--texture-threshold", type=click.FloatRange(0, 255), default=0.0, show_default=True,
+              help="adaptive tiles: run the model only where mean |gradient| > this (levels); 0 = everywhere")
 @friendly
-def upscale(input, output, model, backend, threads, scale):
+def upscale(input, output, model, backend, threads, scale, texture_threshold):
     """Upscale an image, a folder of images (OUTPUT folder gets <stem>.png) or a video (same fps)."""
     from .engine import Engine
     from .imageio import read_rgb, write_rgb
     from .media import kind_of, upscale_folder, upscale_video
 
     kind = kind_of(input)
-    eng = Engine(model, backend=backend, threads=threads, scale=scale)
+    eng = Engine(model, backend=backend, threads=threads, scale=scale, texture_threshold=texture_threshold)
     if kind == "image":
         img = read_rgb(input)
         write_rgb(output, eng.upscale(img))
@@ -160,12 +162,14 @@ def upscale(input, output, model, backend, threads, scale):
 @click.option("--input-size", default="320x240", show_default=True, type=_size, help="LR WIDTHxHEIGHT")
 @click.option("--seconds", type=click.FloatRange(0.5, 3600), default=10.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--texture-threshold", type=click.FloatRange(0, 255), default=0.0, show_default=True,
+              help="adaptive tiles: run the model only where mean |gradient| > this (levels); 0 = everywhere")
 @friendly
-def bench(model, backend, threads, input_size, seconds, as_json):
+def bench(model, backend, threads, input_size, seconds, as_json, texture_threshold):
     """Latency/fps of a model on a real image vs OpenCV bicubic to the same size, in one run."""
     from .bench import run_bench
 
-    r = run_bench(model, backend, threads, input_size, seconds)
+    r = run_bench(model, backend, threads, input_size, seconds, texture_threshold)
     if as_json:
         click.echo(json.dumps(r))
         return
@@ -194,8 +198,11 @@ def bench(model, backend, threads, input_size, seconds, as_json):
 @click.option("--threads", type=click.IntRange(1, 64), default=None)
 @click.option("--health", default=None, help="HOST:PORT of /healthz /metrics /state ('' disables)")
 @click.option("--duration", type=click.FloatRange(0), default=None, help="stop after this many seconds")
+@click.option("--texture-threshold", type=click.FloatRange(0, 255), default=None,
+              help="adaptive tiles: run the model only where mean |gradient| > this (levels); 0 = everywhere")
 @friendly
-def serve(config_path, source, size, fps, sinks, topology, bitrate, model, backend, threads, health, duration):
+def serve(config_path, source, size, fps, sinks, topology, bitrate, model, backend, threads, health, duration,
+          texture_threshold):
     """Capture, upscale and stream to robots until SIGTERM (systemd: Type=notify)."""
     from . import config as C
     from .service import run
@@ -213,7 +220,9 @@ def serve(config_path, source, size, fps, sinks, topology, bitrate, model, backe
         k.topology = topology or k.topology
         k.bitrate = bitrate if bitrate is not None else k.bitrate
     if model:
-        cfg.model.name = model
+        cfg.model.name, cfg.model.ladder = model, []
+    if texture_threshold is not None:
+        cfg.model.texture_threshold = texture_threshold
     if backend:
         cfg.model.backend = backend
     if threads:
@@ -222,6 +231,41 @@ def serve(config_path, source, size, fps, sinks, topology, bitrate, model, backe
         cfg.health.listen = health
     C.validate(cfg, str(config_path or "command line"))
     sys.exit(run(cfg, duration))
+
+
+@main.command()
+@click.argument("config_path", type=click.Path(path_type=Path))
+@click.option("--seconds", type=click.FloatRange(0.2, 600), default=3.0, show_default=True, help="per rung")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="table path (default: the config's latency_table, <config>.latency.json)")
+@friendly
+def calibrate(config_path, seconds, out):
+    """Measure each model of the config's [model] ladder on this board; write the latency table it uses."""
+    from . import config as C
+    from .imageio import write_text_atomic
+    from .ladder import calibrate as measure_ladder, open_rung
+
+    cfg = C.load(config_path)
+    m = cfg.model
+    if not m.ladder:
+        raise C.ConfigError(f"{config_path}: model.ladder is empty; nothing to calibrate")
+    size = (cfg.source.width, cfg.source.height)
+    kw = dict(backend=m.backend, threads=m.threads or None, texture_threshold=m.texture_threshold,
+              texture_tile=m.texture_tile)
+    rungs = [open_rung(n, m.scale, **kw) for n in m.ladder]
+    budget = 1000 / (m.target_fps or cfg.source.fps)
+    click.echo(f"{size[0]}x{size[1]} -> x{m.scale}, {m.backend}, budget {budget:.1f} ms/frame "
+               f"({m.target_fps or cfg.source.fps:g} fps), {seconds:g} s per rung", err=True)
+
+    def show(r):
+        fit = "fits" if r["ms_median"] <= budget else "over budget"
+        click.echo(f"  {r['model']:<32} median {r['ms_median']:8.2f} ms  p90 {r['ms_p90']:8.2f} ms  "
+                   f"{1000 / r['ms_median']:7.1f} fps  {fit}", err=True)
+
+    table = measure_ladder(rungs, size, m.backend, m.threads, seconds, progress=show)
+    path = out or Path(m.latency_table)
+    write_text_atomic(path, json.dumps(table, indent=1) + "\n")
+    click.echo(f"latency table -> {path}", err=True)
 
 
 @main.command()

@@ -23,6 +23,13 @@ class ModelConfig:
     scale: int = 4
     backend: str = "auto"           # auto | cpu | edgetpu
     threads: int = 0                # 0 = all cores
+    # latency-aware ladder (README "Holding the frame rate"): models best first, e.g. [..., "bicubic"]; [] = off
+    ladder: list = field(default_factory=list)
+    target_fps: float = 0.0         # ladder: frame rate to hold; 0 = source.fps
+    latency_table: str = ""         # ladder: `edgesr calibrate` output; "" = <config>.latency.json beside it
+    # adaptive tiles (README "Adaptive tiles"): SR only tiles whose mean |gradient| exceeds this; 0 = off
+    texture_threshold: float = 0.0
+    texture_tile: int = 64          # adaptive tiles: LR tile size for dynamic-shape models
 
 
 @dataclass
@@ -87,6 +94,17 @@ def validate(cfg: ServeConfig, where: str = "config") -> ServeConfig:
         raise ConfigError(f"{where}: model.scale must be 2, 3 or 4, got {m.scale}")
     if m.threads < 0:
         raise ConfigError(f"{where}: model.threads must be >= 0")
+    if m.ladder:
+        if m.name:
+            raise ConfigError(f"{where}: set model.name or model.ladder, not both")
+        if len(m.ladder) < 2 or not all(isinstance(n, str) and n for n in m.ladder):
+            raise ConfigError(f"{where}: model.ladder must list at least two model names, best first")
+    if m.target_fps < 0 or m.target_fps > 240:
+        raise ConfigError(f"{where}: model.target_fps must be 0..240, got {m.target_fps}")
+    if not 0 <= m.texture_threshold <= 255:
+        raise ConfigError(f"{where}: model.texture_threshold must be 0..255 (mean |gradient| in levels)")
+    if not 8 <= m.texture_tile <= 1024:
+        raise ConfigError(f"{where}: model.texture_tile must be 8..1024, got {m.texture_tile}")
     if not cfg.sinks:
         raise ConfigError(f"{where}: no [[sink]] configured (e.g. url = \"udp://192.168.1.20:5600\")")
     for i, k in enumerate(cfg.sinks):
@@ -132,6 +150,9 @@ def load(path) -> ServeConfig:
         sinks=[_fill(SinkConfig, s, f"{p}: sink[{i}]") for i, s in enumerate(sinks)],
         health=_fill(HealthConfig, data.get("health", {}), f"{p}: health"),
     )
+    if cfg.model.ladder:
+        t = cfg.model.latency_table  # relative to the config file
+        cfg.model.latency_table = str(p.parent / t if t else p.with_suffix(".latency.json"))
     for k in ("status_every", "device_wait"):
         if k in data:
             if not isinstance(data[k], (int, float)) or isinstance(data[k], bool) or data[k] < 0:

@@ -290,6 +290,7 @@ class Engine:
             out = np.empty((h * s, w * s, 3), np.uint8)
         elif out.shape != (h * s, w * s, 3) or out.dtype != np.uint8:
             raise InputError(f"out buffer must be {(h * s, w * s, 3)} uint8, got {out.shape} {out.dtype}")
+        self.last_sr_fraction = 1.0
         if self.texture_threshold > 0:
             self._run_adaptive(frame, out)
         elif self.dynamic:
@@ -300,6 +301,10 @@ class Engine:
         if self.card.color_order == "BGR":
             out[...] = out[:, :, ::-1]
         return out
+
+    def state(self) -> dict:
+        """What ran on the last frame (pipeline /state and /metrics)."""
+        return {"model": self.card.name, "sr_fraction": round(self.last_sr_fraction, 3)}
 
     def describe(self) -> dict:
         return {"model": self.path.name, "backend": self.backend, "interpreter": self.interpreter_name,

@@ -57,3 +57,16 @@ def write_rgb(path, img: np.ndarray) -> None:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write a small text file (a latency table, a report) atomically."""
+    try:
+        tmp, final = atomic_path(path)
+    except PermissionError:
+        raise InputError(f"{path}: output path is not writable") from None
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)

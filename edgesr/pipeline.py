@@ -98,6 +98,7 @@ class Pipeline:
                 sr = self.engine.upscale(c.image)
                 ms = 1000 * (time.perf_counter() - t0)
                 self.stats["engine_ms"] = round(ms, 2)
+                self.stats.update(self.engine.state())
                 self.engine_hist.append(ms)
                 del self.engine_hist[:-512]
                 self.stats["upscaled"] += 1

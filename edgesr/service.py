@@ -75,7 +75,12 @@ def build(cfg: ServeConfig):
     engine = None
     if any(s.topology == "source" for s in cfg.sinks):
         m = cfg.model
-        engine = Engine(m.name or None, backend=m.backend, threads=m.threads or None, scale=m.scale)
+        if m.ladder:
+            from .ladder import from_config
+            engine = from_config(m, (cfg.source.width, cfg.source.height), cfg.source.fps)
+        else:
+            engine = Engine(m.name or None, backend=m.backend, threads=m.threads or None, scale=m.scale,
+                            texture_threshold=m.texture_threshold, texture_tile=m.texture_tile)
         if engine.warning:
             log.warning(engine.warning)
     sinks = []
@@ -118,6 +123,12 @@ def prometheus(pipe, extra: dict) -> str:
     metric("camera_reconnects_total", "counter", "Source failures followed by a reconnect attempt",
            [({}, s["camera_reconnects"])])
     metric("fps", "gauge", "Pipeline frame rate (EWMA)", [({}, s["fps"])])
+    if "model" in s:
+        metric("sr_fraction", "gauge", "Share of tiles the model ran on, last frame (adaptive tiles; 1 = all)",
+               [({"model": s["model"]}, s["sr_fraction"])])
+    if "ladder_rung" in s:
+        metric("ladder_rung", "gauge", "Current ladder rung (0 = best model)", [({"model": s["model"]}, s["ladder_rung"])])
+        metric("ladder_switches_total", "counter", "Ladder moves up or down", [({}, s["ladder_switches"])])
     buckets = [5, 10, 20, 35, 50, 75, 100, 200, 500, float("inf")]
     hist = list(pipe.engine_hist)
     cum = [sum(1 for v in hist if v <= b) for b in buckets]
@@ -196,7 +207,7 @@ def run(cfg: ServeConfig, duration: float | None = None) -> int:
             s = pipe.snapshot()
             drops = s["capture_drops"] + sum(v["drops"] for v in s["sinks"].values())
             lat = max((v["latency_ms"] for v in s["sinks"].values()), default=0)
-            status = (f"{s['fps']:.1f} fps, engine {s['engine_ms']:.1f} ms, latency {lat:.0f} ms, drops {drops}"
+            status = (f"{s['fps']:.1f} fps, {s.get('model', 'no model')} {s['engine_ms']:.1f} ms, latency {lat:.0f} ms, drops {drops}"
                       + ("" if s["source_ok"] else ", SOURCE DOWN"))
             sd_notify(f"STATUS={status}")
             log.info(status)
