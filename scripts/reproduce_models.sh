@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The exact commands that produced every shipped model and every row of the README's quality table.
-# Usage: scripts/reproduce_models.sh [stage ...]   stages: realtime baselines teacher export  (default: all)
+# Usage: scripts/reproduce_models.sh [stage ...]   stages: realtime baselines teacher ladder export_models table
+# (default: all)
 # Runs are resumable: re-running a stage continues from runs/<name>/last.* (add steps by raising --steps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,19 @@ teacher() {  # larger float teacher, then a student distilled from it on the sam
     --out runs/table_srgan_w16b1_x4_distilled
 }
 
+ladder() {  # the latency ladder: three students of different cost, one recipe, distilled from the one teacher
+  local d=(--teacher runs/teacher_srgan_w32b3_x4 --arch srgan --scale 4 --steps 8000 --patch 32 --per-image 32
+           --val-every 2000 --data "$DATA" --val "$VAL/Set5" --threads "$T" --resume)
+  edgesr-convert distill "${d[@]}" --width 24 --blocks 2 --out runs/ladder_srgan_w24b2_x4 &
+  { edgesr-convert distill "${d[@]}" --width 8 --blocks 1 --out runs/ladder_srgan_w8b1_x4 &&
+    edgesr-convert distill "${d[@]}" --width 16 --blocks 1 --out runs/ladder_srgan_w16b1_x4; }
+  wait
+  for r in w24b2 w16b1 w8b1; do
+    edgesr-convert quantize "runs/ladder_srgan_${r}_x4" --dtype int8 --name "srgan_${r}_x4_kd_int8" --data "$DATA" \
+      --eval "$VAL/Set5" --eval "$VAL/Set14" --out edgesr/models
+  done
+}
+
 export_models() {  # shipped files: int8 (CPU, dynamic shape), float32 twins, Edge TPU-ready tiles, teacher card
   local q=(--data "$DATA" --eval "$VAL/Set5" --eval "$VAL/Set14" --out edgesr/models)
   edgesr-convert quantize runs/srgan_w16b1_x4 --dtype float32 --dtype int8 "${q[@]}"
@@ -52,5 +66,5 @@ table() {  # float32 + int8 of every comparison run, measured on Set5/Set14 into
 }
 
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(realtime baselines teacher export_models table)
+[ ${#stages[@]} -gt 0 ] || stages=(realtime baselines teacher ladder export_models table)
 for s in "${stages[@]}"; do "$s"; done

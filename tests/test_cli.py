@@ -146,3 +146,22 @@ def test_models_lists_shipped_defaults():
     rows = {m["name"]: m for m in json.loads(r.stdout)}
     assert rows["srgan_w16b1_x4_int8"]["default"] and rows["srgan_w16b1_x2_int8"]["default"]
     assert rows["srgan_w16b1_x4_int8"]["set5_psnr_y"] > 29.5
+
+
+def test_upscale_texture_threshold(tmp_path):
+    """--texture-threshold is wired through: 255 leaves no tile textured enough (pure OpenCV bicubic), 0 runs the
+    model everywhere, and a middle value gives something between."""
+    import cv2
+
+    src = ROOT / "edgesr" / "samples" / "nature_160x120.png"
+    outs = {}
+    for thr in ("0", "12", "255"):
+        r = edgesr("upscale", src, tmp_path / f"t{thr}.png", "--texture-threshold", thr)
+        assert r.returncode == 0, r.stderr
+        outs[thr] = read_rgb(tmp_path / f"t{thr}.png")
+    lr = read_rgb(src)
+    np.testing.assert_array_equal(outs["255"], cv2.resize(lr, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC))
+    assert not np.array_equal(outs["0"], outs["255"])
+    assert not np.array_equal(outs["12"], outs["0"]) and not np.array_equal(outs["12"], outs["255"])
+    r = edgesr("upscale", src, tmp_path / "x.png", "--texture-threshold", "-1")
+    assert r.returncode == 2 and "--texture-threshold" in r.stderr and "Traceback" not in r.stderr
