@@ -41,10 +41,10 @@ def stills(name):
     return out
 
 
-def pan_frames(n_per=12):
+def pan_frames(n_per=12, names=VIDEO):
     """320x240 LR frames: an HR 1280x960 window sliding across each photo (resized to 1706 px wide first)."""
     out = []
-    for name in VIDEO:
+    for name in names:
         img = read_rgb(DATA / "train" / "mate-nature" / f"{name}.jpg")
         w = max(1706, 960 * img.shape[1] // img.shape[0] + 1)  # keep the aspect; at least 1706x960
         img = cv2.resize(img, (w, w * img.shape[0] // img.shape[1]), interpolation=cv2.INTER_AREA)
