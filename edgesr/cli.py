@@ -243,16 +243,14 @@ def calibrate(config_path, seconds, out):
     """Measure each model of the config's [model] ladder on this board; write the latency table it uses."""
     from . import config as C
     from .imageio import write_text_atomic
-    from .ladder import calibrate as measure_ladder, open_rung
+    from .ladder import calibrate as measure_ladder, rungs_from_config
 
     cfg = C.load(config_path)
     m = cfg.model
     if not m.ladder:
         raise C.ConfigError(f"{config_path}: model.ladder is empty; nothing to calibrate")
     size = (cfg.source.width, cfg.source.height)
-    kw = dict(backend=m.backend, threads=m.threads or None, texture_threshold=m.texture_threshold,
-              texture_tile=m.texture_tile)
-    rungs = [open_rung(n, m.scale, **kw) for n in m.ladder]
+    rungs = rungs_from_config(m)
     budget = 1000 / (m.target_fps or cfg.source.fps)
     click.echo(f"{size[0]}x{size[1]} -> x{m.scale}, {m.backend}, budget {budget:.1f} ms/frame "
                f"({m.target_fps or cfg.source.fps:g} fps), {seconds:g} s per rung", err=True)

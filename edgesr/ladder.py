@@ -220,11 +220,16 @@ def load_table(path) -> dict | None:
         raise ConfigError(f"{path}: unreadable latency table ({e}); run `edgesr calibrate` again") from None
 
 
-def from_config(m, size: tuple[int, int], source_fps: float, seconds: float = 1.0) -> Ladder:
-    """The ladder of a ``ModelConfig``; without a fitting latency table the rungs are measured now (slower start)."""
+def rungs_from_config(m) -> list:
+    """The engines of a ``ModelConfig``'s ladder, each with the config's backend, threads and adaptive tiles."""
     kw = dict(backend=m.backend, threads=m.threads or None, texture_threshold=m.texture_threshold,
               texture_tile=m.texture_tile)
-    rungs = [open_rung(n, m.scale, **kw) for n in m.ladder]
+    return [open_rung(n, m.scale, **kw) for n in m.ladder]
+
+
+def from_config(m, size: tuple[int, int], source_fps: float, seconds: float = 1.0) -> Ladder:
+    """The ladder of a ``ModelConfig``; without a fitting latency table the rungs are measured now (slower start)."""
+    rungs = rungs_from_config(m)
     names = [r.card.name for r in rungs]
     table = load_table(m.latency_table)
     costs = table_costs(table, names, size, m.backend, m.threads) if table else "not found"
