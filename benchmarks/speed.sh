@@ -11,6 +11,10 @@ for m in srgan_w16b1_x4_int8 srgan_w16b1_x4_float32 srgan_w16b1_x4_int8_60x80_ed
     edgesr bench --model "$m" --input-size "$size" --seconds "$S" --json >> "$out"
   done
 done
+for m in srgan_w24b2_x4_kd_int8 srgan_w8b1_x4_kd_int8 srgan_w32b3_x4_int8; do   # ladder rungs, quality model
+  edgesr bench --model "$m" --input-size 320x240 --seconds "$S" --json >> "$out"
+done
+edgesr bench --input-size 320x240 --texture-threshold 8 --seconds "$S" --json >> "$out"   # adaptive tiles
 edgesr bench --model srgan_w16b1_x2_int8 --input-size 320x240 --seconds "$S" --json >> "$out"
 edgesr bench --model srgan_w16b1_x2_int8 --input-size 640x480 --seconds "$S" --json >> "$out"
 edgesr bench --model srgan_w16b1_x4_int8 --input-size 640x480 --seconds 60 --json >> "$out"   # memory over 60 s

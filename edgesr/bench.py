@@ -57,7 +57,8 @@ def run_bench(model, backend: str, threads, size: tuple[int, int], seconds: floa
         cv2.resize(bgr, (size[0] * s, size[1] * s), dst=dst, interpolation=cv2.INTER_CUBIC)
         bic.append(time.perf_counter() - t0)
     ms = 1000 * np.median(lat)
-    macs = eng.card.macs_per_output_pixel * size[0] * size[1] * s * s
+    # adaptive tiles: the model ran on a share of the frame (tile context not counted)
+    macs = eng.card.macs_per_output_pixel * size[0] * size[1] * s * s * eng.last_sr_fraction
     return {**eng.describe(), "input_size": f"{size[0]}x{size[1]}", "output_size": f"{size[0] * s}x{size[1] * s}",
             "frames": len(lat), "sr_fraction": round(eng.last_sr_fraction, 3),
             "ms_median": round(ms, 3), "ms_p90": round(1000 * float(np.percentile(lat, 90)), 3),

@@ -177,6 +177,8 @@ def bench(model, backend, threads, input_size, seconds, as_json, texture_thresho
                f"{r['input_size']} -> {r['output_size']}")
     click.echo(f"  model   median {r['ms_median']:.2f} ms  p90 {r['ms_p90']:.2f} ms  {r['fps_median']:.1f} fps "
                f"({r['frames']} frames; interpreter {r['invoke_share']:.0%} of frame time)")
+    if texture_threshold:
+        click.echo(f"  adaptive tiles: threshold {texture_threshold:g}, the model ran on {r['sr_fraction']:.0%} of tiles")
     click.echo(f"  compute {r['gmac_per_frame']:.3f} GMAC/frame -> {r['gmac_per_s']:.1f} GMAC/s inside the interpreter")
     click.echo(f"  bicubic median {r['bicubic_ms_median']:.2f} ms  -> model/bicubic {r['ratio_to_bicubic']:.1f}x")
     click.echo(f"  memory  peak RSS {r['peak_rss_mb']:.0f} MB (after warm-up {r['rss_start_mb']:.0f} MB, end {r['rss_end_mb']:.0f} MB)")
