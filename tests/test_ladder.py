@@ -210,3 +210,22 @@ def test_serve_with_ladder_reports_rung(tmp_path):
         assert s.recv(65536)  # frames arrived
     assert "measuring the ladder now" in r.stderr  # no table yet: measured at start, said so
     assert "tiny_x2_float32" in r.stderr or "bicubic" in r.stderr
+
+
+def test_metrics_name_the_rung(tmp_path):
+    """A real pipeline built from a ladder config: /metrics and /state carry the rung and the SR share."""
+    from edgesr.service import build, prometheus
+
+    p = tmp_path / "robot.toml"
+    p.write_text(LADDER_TOML.format(port=5999).replace("target_fps = 20", "target_fps = 20\ntexture_threshold = 4.0"))
+    cfg = C.load(p)
+    pipe = build(cfg).start()
+    try:
+        assert pipe.first_frame.wait(20)
+        state = pipe.snapshot()
+        text = prometheus(pipe, {})
+    finally:
+        pipe.stop()
+    assert state["model"] in ("tiny_x2_float32", "bicubic") and state["ladder_rung"] in (0, 1)
+    assert 0.0 <= state["sr_fraction"] <= 1.0
+    assert f'edgesr_ladder_rung{{model="{state["model"]}"}}' in text and "edgesr_sr_fraction" in text
