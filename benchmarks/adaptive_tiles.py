@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgesr.engine import Engine  # noqa: E402
 from edgesr.imageio import read_rgb  # noqa: E402
-from edgesr.quality import degrade, mod_crop, psnr_y  # noqa: E402
+from edgesr.metrics import degrade, mod_crop, psnr_y  # noqa: E402
 
 S = 4
 DATA = ROOT.parent / "shared" / "data"
@@ -133,14 +133,14 @@ def main() -> None:
     thresholds = [float(t) for t in a.thresholds.split(",")]
     sets = {"Set5": stills("Set5"), "Set14": stills("Set14"), "video": pan_frames()}
     runs = [("srgan_w16b1_x4_int8", 64), ("srgan_w16b1_x4_int8", 32),
-            ("srgan_w16b1_x4_int8_60x80_edgetpu_ready", None)]  # fixed 60x80 tiles (the Edge TPU model, on CPU)
+            ("srgan_w16b1_x4_int8_80x60_edgetpu_ready", None)]  # fixed 80x60 (WxH) tiles (the Edge TPU model, on CPU)
     result = []
     for model, tile in runs:
         for name, frames in sets.items():
             if tile is None and name != "video":
                 continue  # the Edge TPU tile model is slow on a CPU (transpose-conv shuffle): video frames only
             rows = run(model, tile or 64, frames, thresholds, a.reps)
-            result.append({"model": model, "tile": tile or "60x80 (model)", "set": name, "rows": rows})
+            result.append({"model": model, "tile": tile or "80x60 (model)", "set": name, "rows": rows})
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "adaptive_tiles.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -157,14 +157,14 @@ def main() -> None:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), sharey=True)
     for ax, (model, tile) in zip(axes, runs):
-        for r in (r for r in result if r["model"] == model and r["tile"] == (tile or "60x80 (model)")):
+        for r in (r for r in result if r["model"] == model and r["tile"] == (tile or "80x60 (model)")):
             xs, ys = [row["speedup"] for row in r["rows"]], [row["loss_db"] for row in r["rows"]]
             ax.plot(xs, ys, "o-", label=r["set"])
             for row in r["rows"][::2]:
                 ax.annotate(f"{row['threshold']:g}", (row["speedup"], row["loss_db"]), fontsize=7)
         ax.axhline(0.1, color="grey", ls="--", lw=0.8)
         ax.axvline(1.5, color="grey", ls="--", lw=0.8)
-        ax.set_title(f"{model.replace('srgan_w16b1_x4_int8', 'x4 int8')}, tile {tile or '60x80'}", fontsize=9)
+        ax.set_title(f"{model.replace('srgan_w16b1_x4_int8', 'x4 int8')}, tile {tile or "80x60"}", fontsize=9)
         ax.set_xlabel("speed-up vs full SR (same run)")
         ax.set_xscale("log")
     axes[0].set_ylabel("PSNR-Y loss vs full SR (dB)")

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from adaptive_tiles import pan_frames  # noqa: E402
 from edgesr.ladder import Ladder, calibrate, open_rung  # noqa: E402
 from edgesr.pipeline import Pipeline  # noqa: E402
-from edgesr.quality import psnr_y  # noqa: E402
+from edgesr.metrics import psnr_y  # noqa: E402
 from edgesr.sources import Pacer, Source  # noqa: E402
 from edgesr.transports.base import Sink  # noqa: E402
 

@@ -21,9 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgesr.engine import Engine  # noqa: E402
+from edgesr.errors import ConfigError  # noqa: E402
 from edgesr.imageio import read_rgb, write_rgb  # noqa: E402
 from edgesr.protocol import FrameAssembler, decode_packet, encode_frame  # noqa: E402
-from edgesr.quality import degrade, imresize, psnr_y  # noqa: E402
+from edgesr.metrics import degrade, imresize, psnr_y  # noqa: E402
 
 HR_W, HR_H, S = 480, 360, 4
 MODES = {"hr": "HR image, no SR", "sr_receiver": "LR + SR at the robot", "sr_source": "SR at the source",
@@ -46,7 +47,7 @@ def fit(img: np.ndarray, budget: float, codec: str, tile: int):
     def trial(q):
         try:
             pk = encode_frame(img, 1, 0, tile=tile, codec=codec, quality=q, mtu=256)
-        except ValueError:  # a tile would need > 255 fragments: this configuration cannot be sent
+        except ConfigError:  # a tile would need > 255 fragments: this configuration cannot be sent
             return float("inf"), None
         return sum(map(len, pk)), pk
     lo, hi, best = 1, 95, None

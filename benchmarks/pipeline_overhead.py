@@ -17,7 +17,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgesr.bench import test_frame  # noqa: E402
+from edgesr.imageio import sample_frame  # noqa: E402
 from edgesr.engine import Engine  # noqa: E402
 from edgesr.pipeline import Pipeline  # noqa: E402
 from edgesr.sources import SyntheticSource  # noqa: E402
@@ -26,7 +26,7 @@ from edgesr.transports import open_sink  # noqa: E402
 
 def engine_fps(model, size, seconds, threads):
     eng = Engine(model, threads=threads)
-    f = test_frame(size)
+    f = sample_frame(size)
     out = np.empty((size[1] * eng.scale, size[0] * eng.scale, 3), np.uint8)
     for _ in range(3):
         eng.upscale(f, out=out)
@@ -80,7 +80,7 @@ def encode_ms(model, size, tile, quality):
     """What one SR-at-source frame costs to encode (the work the pipeline adds to the engine's)."""
     from edgesr.protocol import encode_frame
 
-    sr = Engine(model).upscale(test_frame(size))
+    sr = Engine(model).upscale(sample_frame(size))
     ts = []
     for _ in range(10):
         t0 = time.perf_counter()

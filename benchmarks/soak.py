@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgesr.linksim import PtyLink  # noqa: E402
+from edgesr.linksim import PtyLink, free_port  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -28,11 +28,6 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def free_port(kind=socket.SOCK_STREAM):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -41,7 +36,7 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=15)
     a = ap.parse_args()
     link = PtyLink(bitrate=57600).start()
-    udp, http, health = free_port(socket.SOCK_DGRAM), free_port(), free_port()
+    udp, http, health = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
     w, h = a.size.split("x")
     cfg = Path(tempfile.mkdtemp()) / "soak.toml"
     cfg.write_text(f"""status_every = 30

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 out=benchmarks/results/speed.jsonl
 mkdir -p benchmarks/results && : > "$out"
 S=${SECONDS_PER_RUN:-10}
-for m in srgan_w16b1_x4_int8 srgan_w16b1_x4_float32 srgan_w16b1_x4_int8_60x80_edgetpu_ready; do
+for m in srgan_w16b1_x4_int8 srgan_w16b1_x4_float32 srgan_w16b1_x4_int8_80x60_edgetpu_ready; do
   for size in 160x120 320x240 640x480; do
     edgesr bench --model "$m" --input-size "$size" --seconds "$S" --json >> "$out"
   done

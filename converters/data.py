@@ -1,6 +1,6 @@
 """HR image folders -> aligned (LR, HR) training patches with the literature's degradation.
 
-LR = MATLAB-style antialiased bicubic downscale (``edgesr.quality.degrade``) of the whole image, then aligned
+LR = MATLAB-style antialiased bicubic downscale (``edgesr.metrics.degrade``) of the whole image, then aligned
 random crops; patches are cached as .npz so later runs (and ``--resume``) start in seconds.
 """
 from __future__ import annotations
@@ -12,10 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from edgesr.errors import DataError
-from edgesr.imageio import read_rgb
-from edgesr.quality import degrade, mod_crop
-
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+from edgesr.imageio import IMAGE_EXTS, is_image, read_rgb
+from edgesr.metrics import degrade, mod_crop
 
 
 def list_images(folders) -> list[Path]:
@@ -25,7 +23,7 @@ def list_images(folders) -> list[Path]:
         root = Path(folder)
         if not root.is_dir():
             raise DataError(f"{root}: not a folder")
-        found = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+        found = sorted(p for p in root.rglob("*") if is_image(p))
         if not found:
             raise DataError(f"{root}: no images ({', '.join(sorted(IMAGE_EXTS))}) found")
         files += found

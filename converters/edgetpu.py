@@ -1,7 +1,7 @@
 """Edge TPU compatibility report (from the flatbuffer, always) and compilation (when edgetpu_compiler exists).
 
-Rules: Coral's supported-operations table (coral.ai/docs/edgetpu/models-intro) and the facts measured in
-DESIGN.md: every tensor int8/uint8, static shapes, batch 1 (only the innermost 3 dims > 1), no DEPTH_TO_SPACE.
+Rules: Coral's supported-operations table (coral.ai/docs/edgetpu/models-intro) and measured facts (README,
+Edge TPU): every tensor int8/uint8, static shapes, batch 1 (only the innermost 3 dims > 1), no DEPTH_TO_SPACE.
 The compiler splits the graph once: the first unmappable op and everything after it run on the CPU.
 """
 from __future__ import annotations
@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr.engine import interpreter_api, is_edgetpu_model
 from edgesr.errors import ModelError
+from edgesr.interpreter import is_edgetpu_model, open_interpreter
+from edgesr.modelcard import load_card
 
 SUPPORTED = {
     "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "EXPAND_DIMS", "FULLY_CONNECTED",
@@ -35,11 +36,7 @@ WHY_NOT = {
 def compatibility_report(model_path) -> dict:
     """Per-op table: op, dtypes, shapes, maps (bool), why not, and where it would run after the split."""
     path = Path(model_path)
-    _, Interpreter, _ = interpreter_api()
-    try:
-        it = Interpreter(model_path=str(path))
-    except (ValueError, RuntimeError) as e:
-        raise ModelError(f"{path}: not a valid TFLite model ({str(e).splitlines()[0] if str(e) else e})") from None
+    it = open_interpreter(path, 1, allocate=False)
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     details = it._get_ops_details()
     # activations (graph inputs and op outputs) carry the shape rules; weights are constant 4-D kernels
@@ -70,7 +67,7 @@ def compatibility_report(model_path) -> dict:
     n_tpu = sum(o["runs_on"] == "edgetpu" for o in ops)
     return {"model": path.name, "ops": ops, "n_ops": len(ops), "n_edgetpu": n_tpu,
             "fully_mapped": n_tpu == len(ops), "already_compiled": is_edgetpu_model(path),
-            "rules": "coral.ai/docs/edgetpu/models-intro supported ops + DESIGN.md measured facts"}
+            "rules": "coral.ai/docs/edgetpu/models-intro supported ops + measured facts (README, Edge TPU)"}
 
 
 def format_report(rep: dict) -> str:
@@ -101,11 +98,11 @@ def compile_model(model_path, out_dir=None) -> dict:
         compiled = out / f"{path.stem}_edgetpu.tflite"
         if proc.returncode == 0 and compiled.exists():
             result["compiled"] = str(compiled)
-            card = path.with_suffix(".json")
-            if card.exists():
-                d = json.loads(card.read_text())
-                d.update(name=compiled.stem, edgetpu_compiled=True, cpu_twin=path.name, variant="edgetpu")
-                compiled.with_suffix(".json").write_text(json.dumps(d, indent=1) + "\n")
+            card = load_card(path)
+            if card is not None:
+                card.name, card.edgetpu_compiled, card.cpu_twin, card.variant = \
+                    compiled.stem, True, path.name, "edgetpu"
+                card.save(compiled.with_suffix(".json"))
         rep["compiler_log"] = result["log"]
     rep_path = out / f"{path.stem}.edgetpu_report.json"
     rep_path.write_text(json.dumps(rep, indent=1) + "\n")

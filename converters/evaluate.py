@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from edgesr.engine import Engine
-from edgesr.quality import imresize, psnr_y, ssim_y
+from edgesr.errors import ModelError
+from edgesr.metrics import imresize, psnr_y, ssim_y
 
 from .data import load_pairs
 
@@ -35,7 +36,7 @@ def evaluate_model(model, data, scale: int | None = None, backend: str = "cpu", 
     eng = Engine(model, backend=backend, scale=scale)
     s = eng.scale
     if scale is not None and scale != s:
-        raise ValueError(f"model is x{s}, but --scale {scale} was given")
+        raise ModelError(f"model is x{s}, but --scale {scale} was given")
     rows = []
     for name, lr, hr in tqdm(load_pairs(data, s), desc=f"evaluate {Path(str(data)).name}", disable=not progress):
         sr = eng.upscale(lr)

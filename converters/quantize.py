@@ -1,11 +1,10 @@
 """Keras run -> TFLite (float32, float16, int8) with a fixed tile or dynamic shape, plus its model card.
 
-Conversion follows the measured recipe in DESIGN.md: ``from_keras_model`` with DEFAULT optimizations, a
+Conversion follows the measured recipe (README, Workstation): ``from_keras_model`` with DEFAULT optimizations, a
 representative dataset of training crops, TFLITE_BUILTINS_INT8 and uint8 IO for int8.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def network_cost(model, scale: int) -> tuple[int, float, int]:
 def representative_crops(folders, scale: int, shape: tuple[int, int], n: int = 64, seed: int = 1):
     """Float [0,1] LR crops of ``shape`` from training images (MATLAB-degraded), for int8 calibration."""
     from edgesr.imageio import read_rgb
-    from edgesr.quality import degrade
+    from edgesr.metrics import degrade
 
     from .data import list_images
 
@@ -119,17 +118,17 @@ def convert(model, dtype: str, rep=None, io: str = "uint8", batch: int = 1) -> b
         i_t, _, o_t = io.partition("-")
         conv.inference_input_type, conv.inference_output_type = types[i_t], types[o_t or i_t]
     elif dtype != "float32":
-        raise ValueError(f"dtype must be float32, float16 or int8, not {dtype!r}")
+        raise DataError(f"dtype must be float32, float16 or int8, not {dtype!r}")
     return conv.convert()
 
 
 def export(run_dir, out_dir, dtype: str, tile: tuple[int, int] | None, data, edgetpu: bool = False,
            name: str | None = None, batch: int = 1) -> Path:
     """Write ``<name>.tflite`` + ``<name>.json`` (card without metrics) and return the model path."""
-    from .train import load_run
+    from .runs import load_run, read_state
 
     if edgetpu and (dtype != "int8" or tile is None):
-        raise DataError("the Edge TPU variant needs --dtype int8 and a fixed --tile HxW")
+        raise DataError("the Edge TPU variant needs --dtype int8 and a fixed --tile WxH")
     trained, spec = load_run(run_dir)
     shape = (tile[0], tile[1], 3) if tile else (None, None, 3)
     if spec.arch == "efdn":
@@ -150,19 +149,19 @@ def export(run_dir, out_dir, dtype: str, tile: tuple[int, int] | None, data, edg
         model = keras.Model(inp, model(inp))
     blob = convert(model, dtype, rep, io="uint8-int8", batch=batch)
     params, macs, margin = network_cost(trained, spec.scale)
-    tag = f"_{tile[0]}x{tile[1]}" if tile else ""
+    tag = f"_{tile[1]}x{tile[0]}" if tile else ""  # WxH, like every size on the command line
     shape_tag = f"_w{spec.width}b{spec.blocks}" if spec.arch in ("srgan", "efdn") else ""  # baselines are fixed
     name = name or f"{spec.arch}{shape_tag}_x{spec.scale}_{dtype}{tag}{'_edgetpu_ready' if edgetpu else ''}"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.tflite"
     path.write_bytes(blob)
-    state = json.loads((Path(run_dir) / "state.json").read_text()) if (Path(run_dir) / "state.json").exists() else {}
+    state = read_state(run_dir)
     cfg = state.get("config", {})
     card = ModelCard(name=name, scale=spec.scale, variant="edgetpu" if edgetpu else "cpu", dtype=dtype,
                      tile=list(tile) if tile else None, margin=margin, arch=spec.to_dict(), params=int(params),
                      macs_per_output_pixel=round(macs, 1),
                      training={"data": cfg.get("data"), "steps": state.get("step"), "command": cfg.get("command"),
-                               "best_val_psnr_set5": state.get("best_psnr")})
+                               "val": cfg.get("val"), "best_val_psnr": state.get("best_psnr")})
     card.save(path.with_suffix(".json"))
     return path

@@ -1,8 +1,5 @@
 """Resumable training: L1 (+ edge loss) pre-training, optional GAN fine-tune, optional teacher distillation.
-
-A run folder holds ``spec.json`` (the architecture), ``state.json`` (step, best validation PSNR, history,
-the command's options), ``last.weights.h5`` + ``last.opt.npz`` (to resume) and ``best.weights.h5``.
-"""
+The run folder's layout is in ``converters.runs``."""
 from __future__ import annotations
 
 import json
@@ -13,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from edgesr.errors import DataError
-from edgesr.quality import psnr_y
+from edgesr.metrics import psnr_y
 
-from .archs import ArchSpec, build
+from .archs import build
+from .runs import load_run, read_spec, read_state, write_state
 
 
 @dataclass
@@ -40,20 +38,6 @@ class TrainConfig:
     threads: int = 0
     command: str = ""
     extra: dict = field(default_factory=dict)
-
-
-def load_run(run_dir, which: str = "best", **build_kwargs):
-    """(model, spec) from a run folder; ``which`` is 'best' or 'last'."""
-    run = Path(run_dir)
-    if not (run / "spec.json").exists():
-        raise DataError(f"{run}: not a training run folder (no spec.json)")
-    spec = ArchSpec.from_dict(json.loads((run / "spec.json").read_text()))
-    weights = run / f"{which}.weights.h5"
-    if not weights.exists():
-        weights = run / "last.weights.h5"
-    model = build(spec, **build_kwargs)
-    model.load_weights(weights)
-    return model, spec
 
 
 def validate(model, pairs, scale: int) -> float:
@@ -98,8 +82,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     spec = cfg.spec
     state = {"step": 0, "best_psnr": None, "history": [], "config": asdict(cfg)}
     if resume and (out / "state.json").exists():
-        state = json.loads((out / "state.json").read_text())
-        saved = ArchSpec.from_dict(json.loads((out / "spec.json").read_text()))
+        state = read_state(out)
+        saved = read_spec(out)
         if saved != spec:
             raise DataError(f"{out}: holds a {saved.arch} w{saved.width} b{saved.blocks} x{saved.scale} run; "
                             "--resume needs the same architecture")
@@ -154,9 +138,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         if disc is not None:
             disc.save_weights(out / "disc.weights.h5")
             _save_opt(d_opt, out / "disc.opt.npz")
-        tmp = out / "state.json.tmp"
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(out / "state.json")
+        write_state(out, state)
 
     bar = tqdm(total=cfg.steps, initial=state["step"], desc=out.name, unit="step", disable=not progress)
     t0, s0, losses_seen = time.perf_counter(), state["step"], []

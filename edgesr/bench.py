@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import resource
 import time
-from pathlib import Path
 
 import numpy as np
-
-SAMPLE = Path(__file__).parent / "samples" / "nature_640x480.png"
 
 
 def rss_mb() -> float:
@@ -18,23 +15,15 @@ def rss_mb() -> float:
         return float("nan")
 
 
-def test_frame(size: tuple[int, int]) -> np.ndarray:
-    """The shipped sample photo resized (area) to ``size`` = (w, h): real texture, not noise."""
-    import cv2
-
-    from .imageio import read_rgb
-
-    return np.ascontiguousarray(cv2.resize(read_rgb(SAMPLE), size, interpolation=cv2.INTER_AREA))
-
-
 def run_bench(model, backend: str, threads, size: tuple[int, int], seconds: float,
-              texture_threshold: float = 0.0) -> dict:
+              texture_threshold: float = 0.0, scale: int | None = None) -> dict:
     import cv2
 
     from .engine import Engine
+    from .imageio import sample_frame
 
-    eng = Engine(model, backend=backend, threads=threads, texture_threshold=texture_threshold)
-    frame = test_frame(size)
+    eng = Engine(model, backend=backend, threads=threads, scale=scale, texture_threshold=texture_threshold)
+    frame = sample_frame(size)
     s = eng.scale
     out = np.empty((size[1] * s, size[0] * s, 3), np.uint8)
     for _ in range(3):

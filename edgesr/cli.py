@@ -10,8 +10,10 @@ from pathlib import Path
 import click
 
 from .errors import EdgeSRError
+from .interpreter import BACKENDS as _BACKENDS
 
-BACKENDS = click.Choice(["auto", "cpu", "edgetpu"])
+BACKENDS = click.Choice(_BACKENDS)
+SCALE = click.IntRange(2, 4)
 
 
 def friendly(fn=None, *, also: tuple = ()):
@@ -31,7 +33,10 @@ def friendly(fn=None, *, also: tuple = ()):
     return wrapper
 
 
-def _size(value: str) -> tuple[int, int]:
+def size_wxh(value) -> tuple[int, int]:
+    """click type for sizes: always WIDTHxHEIGHT (e.g. 320x240), everywhere on both command lines."""
+    if isinstance(value, tuple):
+        return value
     try:
         w, h = (int(v) for v in value.lower().split("x"))
         if w < 1 or h < 1:
@@ -41,17 +46,28 @@ def _size(value: str) -> tuple[int, int]:
         raise click.BadParameter(f"{value!r}: expected WIDTHxHEIGHT, e.g. 320x240") from None
 
 
+def texture_option(default):
+    return click.option("--texture-threshold", type=click.FloatRange(0, 255), default=default,
+                        show_default=default is not None,
+                        help="adaptive tiles: run the model only where mean |gradient| > this (levels); 0 = everywhere")
+
+
 @click.group()
 @click.version_option(package_name="edgesr")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="debug logging, and the interpreter's own messages")
+def main(verbose) -> None:
     """Real-time super-resolution for edge boards."""
     import logging
     import os
 
+    from . import interpreter
+
     # our own one-line errors replace OpenCV's and FFmpeg's C-level chatter on stderr
     os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    interpreter.VERBOSE = verbose
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
 @main.command()
@@ -59,7 +75,7 @@ def main() -> None:
 @friendly
 def models(as_json):
     """List the shipped models."""
-    from .engine import is_edgetpu_model
+    from .interpreter import is_edgetpu_model
     from .modelcard import DEFAULTS, load_card, shipped_models
 
     rows = []
@@ -90,17 +106,13 @@ def info(model, as_json):
 
     import numpy as np
 
-    from .engine import interpreter_api, is_edgetpu_model
-    from .errors import ModelError
+    from .interpreter import interpreter_api, is_edgetpu_model, open_interpreter
     from .modelcard import load_card, resolve_model
 
     path = resolve_model(model)
-    name, Interpreter, _ = interpreter_api()
+    name = interpreter_api()[0]
     compiled = is_edgetpu_model(path)
-    try:
-        it = Interpreter(model_path=str(path))
-    except (ValueError, RuntimeError) as e:
-        raise ModelError(f"{path}: not a valid TFLite model ({str(e).strip().splitlines()[0] if str(e).strip() else e})") from None
+    it = open_interpreter(path, 1, allocate=False)
     io = lambda d: {"name": d["name"], "shape": [int(v) for v in d.get("shape_signature", d["shape"])],
                     "dtype": np.dtype(d["dtype"]).name, "quantization": [float(d["quantization"][0]), int(d["quantization"][1])]}
     card = load_card(path)
@@ -131,9 +143,8 @@ def info(model, as_json):
 @click.option("--model", default=None, help="shipped model name or .tflite path (default: real-time x4 int8)")
 @click.option("--backend", type=BACKENDS, default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(1, 64), default=None, help="CPU threads (default: all cores)")
-@click.option("--scale", type=click.IntRange(2, 4), default=None, help="for models without a card")
-@click.option("--texture-threshold", type=click.FloatRange(0, 255), default=0.0, show_default=True,
-              help="adaptive tiles: run the model only where mean |gradient| > this (levels); 0 = everywhere")
+@click.option("--scale", type=SCALE, default=None, help="for models without a card")
+@texture_option(0.0)
 @friendly
 def upscale(input, output, model, backend, threads, scale, texture_threshold):
     """Upscale an image, a folder of images (OUTPUT folder gets <stem>.png) or a video (same fps)."""
@@ -159,17 +170,17 @@ def upscale(input, output, model, backend, threads, scale, texture_threshold):
 @click.option("--model", default=None, help="shipped model name or .tflite path")
 @click.option("--backend", type=BACKENDS, default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(1, 64), default=None)
-@click.option("--input-size", default="320x240", show_default=True, type=_size, help="LR WIDTHxHEIGHT")
+@click.option("--input-size", default="320x240", show_default=True, type=size_wxh, help="LR WIDTHxHEIGHT")
 @click.option("--seconds", type=click.FloatRange(0.5, 3600), default=10.0, show_default=True)
+@click.option("--scale", type=SCALE, default=None, help="for models without a card")
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--texture-threshold", type=click.FloatRange(0, 255), default=0.0, show_default=True,
-              help="adaptive tiles: run the model only where mean |gradient| > this (levels); 0 = everywhere")
+@texture_option(0.0)
 @friendly
-def bench(model, backend, threads, input_size, seconds, as_json, texture_threshold):
+def bench(model, backend, threads, input_size, seconds, scale, as_json, texture_threshold):
     """Latency/fps of a model on a real image vs OpenCV bicubic to the same size, in one run."""
     from .bench import run_bench
 
-    r = run_bench(model, backend, threads, input_size, seconds, texture_threshold)
+    r = run_bench(model, backend, threads, input_size, seconds, texture_threshold, scale=scale)
     if as_json:
         click.echo(json.dumps(r))
         return
@@ -187,7 +198,7 @@ def bench(model, backend, threads, input_size, seconds, as_json, texture_thresho
 @main.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="TOML config file")
 @click.option("--source", default=None, help="synthetic | picamera2 | /dev/videoN | video file | image folder")
-@click.option("--size", default=None, type=_size, help="capture WIDTHxHEIGHT (default 320x240)")
+@click.option("--size", default=None, type=size_wxh, help="capture WIDTHxHEIGHT (default 320x240)")
 @click.option("--fps", type=click.FloatRange(0.1, 240), default=None)
 @click.option("--sink", "sinks", multiple=True, help="udp://HOST:PORT, tcp://HOST:PORT, serial:///dev/ttyX?baud=N, "
               "http://HOST:PORT (repeatable)")
@@ -200,8 +211,7 @@ def bench(model, backend, threads, input_size, seconds, as_json, texture_thresho
 @click.option("--threads", type=click.IntRange(1, 64), default=None)
 @click.option("--health", default=None, help="HOST:PORT of /healthz /metrics /state ('' disables)")
 @click.option("--duration", type=click.FloatRange(0), default=None, help="stop after this many seconds")
-@click.option("--texture-threshold", type=click.FloatRange(0, 255), default=None,
-              help="adaptive tiles: run the model only where mean |gradient| > this (levels); 0 = everywhere")
+@texture_option(None)
 @friendly
 def serve(config_path, source, size, fps, sinks, topology, bitrate, model, backend, threads, health, duration,
           texture_threshold):
@@ -209,30 +219,20 @@ def serve(config_path, source, size, fps, sinks, topology, bitrate, model, backe
     from . import config as C
     from .service import run
 
-    cfg = C.load(config_path) if config_path else C.ServeConfig()
-    if source:
-        cfg.source.url = source
+    src = {k: v for k, v in (("url", source), ("fps", fps)) if v is not None}
     if size:
-        cfg.source.width, cfg.source.height = size
-    if fps:
-        cfg.source.fps = fps
-    if sinks:
-        cfg.sinks = [C.SinkConfig(url=u) for u in sinks]
-    for k in cfg.sinks if (sinks and (topology or bitrate is not None)) else []:
-        k.topology = topology or k.topology
-        k.bitrate = bitrate if bitrate is not None else k.bitrate
+        src["width"], src["height"] = size
+    per_sink = {k: v for k, v in (("topology", topology), ("bitrate", bitrate)) if v is not None}
+    m = {k: v for k, v in (("backend", backend), ("threads", threads), ("texture_threshold", texture_threshold))
+         if v is not None}
     if model:
-        cfg.model.name, cfg.model.ladder = model, []
-    if texture_threshold is not None:
-        cfg.model.texture_threshold = texture_threshold
-    if backend:
-        cfg.model.backend = backend
-    if threads:
-        cfg.model.threads = threads
+        m.update(name=model, ladder=[])
+    over = {"source": src, "model": m}
+    if sinks:
+        over["sink"] = [{"url": u, **per_sink} for u in sinks]
     if health is not None:
-        cfg.health.listen = health
-    C.validate(cfg, str(config_path or "command line"))
-    sys.exit(run(cfg, duration))
+        over["health"] = {"listen": health}
+    sys.exit(run(C.load(config_path, over), duration))
 
 
 @main.command()
@@ -255,14 +255,16 @@ def calibrate(config_path, seconds, out):
     rungs = rungs_from_config(m)
     budget = 1000 / (m.target_fps or cfg.source.fps)
     click.echo(f"{size[0]}x{size[1]} -> x{m.scale}, {m.backend}, budget {budget:.1f} ms/frame "
-               f"({m.target_fps or cfg.source.fps:g} fps), {seconds:g} s per rung", err=True)
+               f"({m.target_fps or cfg.source.fps:g} fps), {seconds:g} s per rung, "
+               f"{len(rungs)} rungs: about {seconds * len(rungs) + len(rungs):.0f} s", err=True)
 
     def show(r):
         fit = "fits" if r["ms_median"] <= budget else "over budget"
         click.echo(f"  {r['model']:<32} median {r['ms_median']:8.2f} ms  p90 {r['ms_p90']:8.2f} ms  "
                    f"{1000 / r['ms_median']:7.1f} fps  {fit}", err=True)
 
-    table = measure_ladder(rungs, size, m.backend, m.threads, seconds, progress=show)
+    table = measure_ladder(rungs, size, m.backend, m.threads, seconds, progress=show,
+                           step=lambda i, n, name: click.echo(f"  measuring {i}/{n}: {name}", err=True))
     path = out or Path(m.latency_table)
     write_text_atomic(path, json.dumps(table, indent=1) + "\n")
     click.echo(f"latency table -> {path}", err=True)
@@ -289,10 +291,11 @@ def receive(url, out, count, timeout, key_file, no_upscale, model, show, all_fra
     rx = Receiver(url, key=read_key(key_file or ""), upscale=not no_upscale, model=model, latest_only=not all_frames)
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    n, t0 = 0, None
+    n, t_first, t_last = 0, None, None
     try:
         for f in rx.frames(timeout=timeout):
-            t0 = t0 or time.monotonic()
+            t_last = time.monotonic()
+            t_first = t_first or t_last
             n += 1
             if out:
                 write_rgb(out / f"frame_{f.seq:08d}.png", f.image)
@@ -307,9 +310,11 @@ def receive(url, out, count, timeout, key_file, no_upscale, model, show, all_fra
     finally:
         rx.close()
     s = rx.summary()
-    el = (time.monotonic() - t0) if t0 and n > 1 else 0
-    s["fps"] = round((n - 1) / el, 2) if el else None
+    # first to last frame: the final --timeout wait is not part of the rate
+    s["fps"] = round((n - 1) / (t_last - t_first), 2) if n > 1 and t_last > t_first else None
     click.echo(json.dumps(s))
     if n == 0:
-        click.echo(f"error: no frames received from {url} within {timeout:g} s", err=True)
+        why = rx.why_nothing()
+        click.echo(f"error: no frames received from {url} within {timeout:g} s" + (f": {why}" if why else ""),
+                   err=True)
         sys.exit(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .errors import ProtocolError
+from .errors import ConfigError, InputError, ProtocolError
 
 CODECS = {"jpeg": 1, "webp": 2, "png": 3}
 CODEC_NAMES = {v: k for k, v in CODECS.items()}
@@ -14,12 +14,12 @@ _EXT = {"jpeg": ".jpg", "webp": ".webp", "png": ".png"}
 def encode(image_rgb: np.ndarray, codec: str = "jpeg", quality: int = 80) -> bytes:
     """RGB uint8 -> compressed bytes."""
     if codec not in CODECS:
-        raise ValueError(f"codec must be one of {', '.join(CODECS)}, not {codec!r}")
+        raise ConfigError(f"codec must be one of {', '.join(CODECS)}, not {codec!r}")
     params = {"jpeg": [cv2.IMWRITE_JPEG_QUALITY, int(quality)],
               "webp": [cv2.IMWRITE_WEBP_QUALITY, int(max(1, quality))], "png": [cv2.IMWRITE_PNG_COMPRESSION, 3]}
     ok, buf = cv2.imencode(_EXT[codec], np.ascontiguousarray(image_rgb[:, :, ::-1]), params[codec])
     if not ok:
-        raise ValueError(f"{codec} encoding failed for an image of shape {image_rgb.shape}")
+        raise InputError(f"{codec} encoding failed for an image of shape {image_rgb.shape}")
     return buf.tobytes()
 
 

@@ -1,11 +1,22 @@
-"""`edgesr serve` configuration: TOML -> dataclasses, validated at load with one-line errors naming the key."""
+"""`edgesr serve` configuration: TOML (plus command-line overrides) -> dataclasses, validated and resolved at load.
+
+``load`` returns a config that needs no further interpretation: each sink's URL parsed (``endpoint``), its HMAC
+key read (``key``), its topology decided (``resolved_topology``), the model's scale taken from its card, and
+paths (``key_file``, ``latency_table``) relative to the config file. Errors are one line naming the key.
+"""
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, EdgeSRError
+from .interpreter import BACKENDS
+from .modelcard import SCALES
+from .schema import from_dict
+
+HEALTH_PORT = 9480  # 9100 is node_exporter's
+SOURCE_KEYWORDS = ("synthetic", "picamera2")  # source.url values that are not paths
 
 
 @dataclass
@@ -44,11 +55,15 @@ class SinkConfig:
     mtu: int = 0                    # 0 = transport default (UDP 1200, serial 256)
     key_file: str = ""              # shared HMAC key (file contents); packets are signed when set
     stream: int = 0
+    # resolved at load, not settable
+    endpoint: object = field(default=None, repr=False, metadata={"resolved": True})
+    key: bytes | None = field(default=None, repr=False, metadata={"resolved": True})
+    resolved_topology: str = field(default="", metadata={"resolved": True})
 
 
 @dataclass
 class HealthConfig:
-    listen: str = "127.0.0.1:9100"  # /healthz /metrics /state; "" disables
+    listen: str = f"127.0.0.1:{HEALTH_PORT}"  # /healthz /metrics /state; "" disables
 
 
 @dataclass
@@ -61,36 +76,42 @@ class ServeConfig:
     device_wait: float = 10.0       # seconds a /dev device may take to appear at start-up before exit code 2
 
 
-def _fill(cls, data: dict, where: str):
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table")
-    known = {f.name: f for f in fields(cls)}
-    for k in data:
-        if k not in known:
-            raise ConfigError(f"{where}: unknown key {k!r} (known: {', '.join(known)})")
-    kw = {}
-    for k, v in data.items():
-        t = type(getattr(cls(), k)) if k != "url" or cls is not SinkConfig else str
-        if t is float and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-        if not isinstance(v, t) or (t is int and isinstance(v, bool)):
-            raise ConfigError(f"{where}.{k}: expected {t.__name__}, got {type(v).__name__} {v!r}")
-        kw[k] = v
-    return cls(**kw)
+def resolve_topology(sink: SinkConfig) -> str:
+    """'auto' from the link study (README, Streaming): links with a bit budget (serial radios, `bitrate` set)
+    get LR frames upscaled on the robot; HTTP viewers (browsers) and unlimited links get upscaled frames."""
+    if sink.topology != "auto":
+        return sink.topology
+    scheme = sink.url.split(":", 1)[0].lower()
+    if scheme == "http":
+        return "source"
+    return "receiver" if sink.bitrate > 0 or scheme == "serial" else "source"
 
 
-def validate(cfg: ServeConfig, where: str = "config") -> ServeConfig:
-    from .transports import parse_url
+def read_key(path, base: Path | None = None) -> bytes | None:
+    """The HMAC key in file ``path`` (relative to ``base``), or None for ""."""
+    if not path:
+        return None
+    p = Path(base or ".") / path if not Path(path).is_absolute() else Path(path)
+    try:
+        key = p.read_bytes().strip()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the key file ({e.strerror})") from None
+    if len(key) < 8:
+        raise ConfigError(f"{p}: key too short (use at least 16 random bytes)")
+    return key
 
-    s = cfg.source
+
+def _check_source(s: SourceConfig, where: str) -> None:
     if not (16 <= s.width <= 4096 and 16 <= s.height <= 4096):
         raise ConfigError(f"{where}: source.width/height must be 16..4096, got {s.width}x{s.height}")
     if not 0 < s.fps <= 240:
         raise ConfigError(f"{where}: source.fps must be in (0, 240], got {s.fps}")
-    m = cfg.model
-    if m.backend not in ("auto", "cpu", "edgetpu"):
+
+
+def _check_model(m: ModelConfig, where: str, explicit_scale: bool) -> None:
+    if m.backend not in BACKENDS:
         raise ConfigError(f"{where}: model.backend must be auto, cpu or edgetpu, got {m.backend!r}")
-    if m.scale not in (2, 3, 4):
+    if m.scale not in SCALES:
         raise ConfigError(f"{where}: model.scale must be 2, 3 or 4, got {m.scale}")
     if m.threads < 0:
         raise ConfigError(f"{where}: model.threads must be >= 0")
@@ -105,79 +126,129 @@ def validate(cfg: ServeConfig, where: str = "config") -> ServeConfig:
         raise ConfigError(f"{where}: model.texture_threshold must be 0..255 (mean |gradient| in levels)")
     if not 8 <= m.texture_tile <= 1024:
         raise ConfigError(f"{where}: model.texture_tile must be 8..1024, got {m.texture_tile}")
+    from .modelcard import load_card, resolve_model
+    from .upscaler import BICUBIC
+
+    for name in m.ladder or [m.name]:
+        if not name or name == BICUBIC:
+            continue
+        try:
+            path = resolve_model(name, m.scale)
+        except EdgeSRError:
+            continue  # not on this machine yet (e.g. compiled on the board): `serve` says so when it starts
+        try:
+            card = load_card(path)
+        except EdgeSRError as e:
+            raise ConfigError(f"{where}: model: {e}") from None
+        if card is None:
+            continue
+        if card.scale != m.scale and (explicit_scale or m.ladder):
+            raise ConfigError(f"{where}: model {name} is x{card.scale}, model.scale is {m.scale}")
+        m.scale = card.scale
+
+
+def _check_sink(k: SinkConfig, w: str, base: Path | None) -> None:
+    from .transports import parse_url
+
+    try:
+        k.endpoint = parse_url(k.url)
+    except ConfigError as e:
+        raise ConfigError(f"{w}.url: {e}") from None
+    if k.topology not in ("auto", "source", "receiver"):
+        raise ConfigError(f"{w}.topology must be 'auto', 'source' or 'receiver', got {k.topology!r}")
+    if k.codec not in ("jpeg", "webp", "png"):
+        raise ConfigError(f"{w}.codec must be jpeg, webp or png, got {k.codec!r}")
+    if not 1 <= k.quality <= 100:
+        raise ConfigError(f"{w}.quality must be 1..100, got {k.quality}")
+    if not 16 <= k.tile <= 1024:
+        raise ConfigError(f"{w}.tile must be 16..1024, got {k.tile}")
+    if k.bitrate < 0 or k.fps <= 0:
+        raise ConfigError(f"{w}: bitrate must be >= 0 and fps > 0")
+    if k.mtu and not 128 <= k.mtu <= 65000:
+        raise ConfigError(f"{w}.mtu must be 128..65000, got {k.mtu}")
+    if not 0 <= k.stream <= 65535:
+        raise ConfigError(f"{w}.stream must be 0..65535, got {k.stream}")
+    try:
+        k.key = read_key(k.key_file, base)
+    except ConfigError as e:
+        raise ConfigError(f"{w}.key_file: {e}") from None
+    k.resolved_topology = resolve_topology(k)
+
+
+def _check_ports(cfg: ServeConfig, where: str) -> None:
+    """Two listeners on one TCP port (health and an http/tcp sink) cannot both bind."""
+    seen = {}
+    listeners = [("health.listen", cfg.health.listen)] if cfg.health.listen else []
+    listeners += [(f"sink[{i}].url", f"{k.endpoint.host}:{k.endpoint.port}") for i, k in enumerate(cfg.sinks)
+                  if k.endpoint.scheme in ("tcp", "http")]
+    for key, hostport in listeners:
+        port = hostport.rsplit(":", 1)[-1]
+        if port in seen and port != "0":
+            raise ConfigError(f"{where}: {key} uses TCP port {port}, already taken by {seen[port]}")
+        seen[port] = key
+
+
+def _check_health(listen: str, where: str) -> None:
+    if not listen:
+        return
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{where}: health.listen must be HOST:PORT (port 0..65535) or \"\", got {listen!r}")
+
+
+def resolve(data: dict, where: str = "config", base: Path | None = None) -> ServeConfig:
+    """A complete ServeConfig from TOML-shaped ``data``; ``base`` is the folder relative paths start from."""
+    top = ({f.name for f in fields(ServeConfig)} - {"sinks"}) | {"sink"}
+    for k in data:
+        if k not in top:
+            raise ConfigError(f"{where}: unknown key {k!r} (known: {', '.join(sorted(top))})")
+    sinks = data.get("sink", [])
+    if not isinstance(sinks, list):
+        raise ConfigError(f"{where}: use [[sink]] tables for sinks")
+    model_data = data.get("model", {})
+    cfg = ServeConfig(
+        source=from_dict(SourceConfig, data.get("source", {}), f"{where}: source", ConfigError),
+        model=from_dict(ModelConfig, model_data, f"{where}: model", ConfigError),
+        sinks=[from_dict(SinkConfig, s, f"{where}: sink[{i}]", ConfigError) for i, s in enumerate(sinks)],
+        health=from_dict(HealthConfig, data.get("health", {}), f"{where}: health", ConfigError),
+    )
+    for k in ("status_every", "device_wait"):
+        if k in data:
+            if not isinstance(data[k], (int, float)) or isinstance(data[k], bool) or data[k] < 0:
+                raise ConfigError(f"{where}: {k} must be a number >= 0, got {data[k]!r}")
+            setattr(cfg, k, float(data[k]))
+    _check_source(cfg.source, where)
+    _check_model(cfg.model, where, isinstance(model_data, dict) and "scale" in model_data)
+    if cfg.model.ladder:
+        t = cfg.model.latency_table
+        default = Path(where).with_suffix(".latency.json") if base else Path("edgesr.latency.json")
+        cfg.model.latency_table = str((base or Path(".")) / t) if t else str(default)
     if not cfg.sinks:
         raise ConfigError(f"{where}: no [[sink]] configured (e.g. url = \"udp://192.168.1.20:5600\")")
     for i, k in enumerate(cfg.sinks):
-        w = f"{where}: sink[{i}]"
-        parse_url(k.url)
-        if k.topology not in ("auto", "source", "receiver"):
-            raise ConfigError(f"{w}.topology must be 'auto', 'source' or 'receiver', got {k.topology!r}")
-        if k.codec not in ("jpeg", "webp", "png"):
-            raise ConfigError(f"{w}.codec must be jpeg, webp or png, got {k.codec!r}")
-        if not 1 <= k.quality <= 100:
-            raise ConfigError(f"{w}.quality must be 1..100, got {k.quality}")
-        if not 16 <= k.tile <= 1024:
-            raise ConfigError(f"{w}.tile must be 16..1024, got {k.tile}")
-        if k.bitrate < 0 or k.fps <= 0:
-            raise ConfigError(f"{w}: bitrate must be >= 0 and fps > 0")
-        if k.mtu and not 128 <= k.mtu <= 65000:
-            raise ConfigError(f"{w}.mtu must be 128..65000, got {k.mtu}")
-        if k.key_file and not Path(k.key_file).is_file():
-            raise ConfigError(f"{w}.key_file: {k.key_file}: no such file")
-    if cfg.health.listen and ":" not in cfg.health.listen:
-        raise ConfigError(f"{where}: health.listen must be HOST:PORT or \"\"")
+        _check_sink(k, f"{where}: sink[{i}]", base)
+    _check_health(cfg.health.listen, where)
+    _check_ports(cfg, where)
     return cfg
 
 
-def load(path) -> ServeConfig:
+def read_toml(path) -> dict:
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such config file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: not valid TOML ({e})") from None
-    top = ({f.name for f in fields(ServeConfig)} - {"sinks"}) | {"sink"}
-    for k in data:
-        if k not in top:
-            raise ConfigError(f"{p}: unknown key {k!r} (known: {', '.join(sorted(top))})")
-    sinks = data.get("sink", [])
-    if not isinstance(sinks, list):
-        raise ConfigError(f"{p}: use [[sink]] tables for sinks")
-    cfg = ServeConfig(
-        source=_fill(SourceConfig, data.get("source", {}), f"{p}: source"),
-        model=_fill(ModelConfig, data.get("model", {}), f"{p}: model"),
-        sinks=[_fill(SinkConfig, s, f"{p}: sink[{i}]") for i, s in enumerate(sinks)],
-        health=_fill(HealthConfig, data.get("health", {}), f"{p}: health"),
-    )
-    if cfg.model.ladder:
-        t = cfg.model.latency_table  # relative to the config file
-        cfg.model.latency_table = str(p.parent / t if t else p.with_suffix(".latency.json"))
-    for k in ("status_every", "device_wait"):
-        if k in data:
-            if not isinstance(data[k], (int, float)) or isinstance(data[k], bool) or data[k] < 0:
-                raise ConfigError(f"{p}: {k} must be a number >= 0, got {data[k]!r}")
-            setattr(cfg, k, float(data[k]))
-    return validate(cfg, str(p))
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read ({e.strerror})") from None
 
 
-def resolve_topology(sink: SinkConfig) -> str:
-    """'auto' from the link study (README, Streaming): links with a bit budget (serial radios, `bitrate` set)
-    get LR frames upscaled on the robot -- SR at the robot matched or beat SR at the source at every bitrate
-    measured, with 2-7x fewer bytes; HTTP viewers (browsers) and unlimited links get upscaled frames."""
-    if sink.topology != "auto":
-        return sink.topology
-    scheme = sink.url.split(":", 1)[0].lower()
-    if scheme == "http":
-        return "source"
-    return "receiver" if sink.bitrate > 0 or scheme == "serial" else "source"
-
-
-def read_key(path: str) -> bytes | None:
-    if not path:
-        return None
-    key = Path(path).read_bytes().strip()
-    if len(key) < 8:
-        raise ConfigError(f"{path}: key too short (use at least 16 random bytes)")
-    return key
-
+def load(path=None, overrides: dict | None = None) -> ServeConfig:
+    """The config file at ``path`` (None: defaults) with ``overrides`` (same shape: {"source": {...}, "sink":
+    [...], ...}; a table is merged key by key, a list replaces), resolved and validated."""
+    data = read_toml(path) if path else {}
+    for k, v in (overrides or {}).items():
+        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) and isinstance(data.get(k), dict) else v
+    where = str(path) if path else "command line"
+    return resolve(data, where, Path(path).parent if path else None)

@@ -1,16 +1,12 @@
-"""Run a TFLite SR model on RGB uint8 frames: interpreter discovery, backend choice, quantization, tiling.
+"""Run a TFLite SR model on RGB uint8 frames: backend choice, quantization, tiling (the per-frame work).
 
-Interpreter: ai_edge_litert, else tflite_runtime, else tensorflow.lite (found at run time, reported).
-Backends: ``cpu`` (XNNPACK, N threads) and ``edgetpu`` (``load_delegate('libedgetpu.so.1')``, or Google's
-pycoral when it happens to be importable); ``auto`` takes the Edge TPU for Edge TPU-compiled models and falls
-back to the card's CPU twin with a warning when the accelerator is missing.
+Backends: ``cpu`` (XNNPACK, N threads) and ``edgetpu`` (see ``edgesr.interpreter``); ``auto`` takes the Edge TPU
+for Edge TPU-compiled models and falls back to the card's CPU twin with a warning when the accelerator is missing.
 """
 from __future__ import annotations
 
-import gc
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -18,83 +14,13 @@ import cv2
 import numpy as np
 
 from .errors import BackendError, InputError, ModelError
+from .interpreter import BACKENDS, interpreter_api, is_edgetpu_model, open_interpreter
 from .modelcard import ModelCard, load_card, resolve_model
 from .tiling import Tiler
+from .upscaler import check_frame
 
 log = logging.getLogger("edgesr.engine")
 ADAPTIVE_BATCH = 1  # tiles per invoke for a dynamic-shape model in adaptive mode (XNNPACK: batch 1 wastes nothing)
-EDGETPU_LIB = {"linux": "libedgetpu.so.1", "darwin": "libedgetpu.1.dylib", "win32": "edgetpu.dll"}
-
-
-def interpreter_api():
-    """(name, Interpreter class, load_delegate) of the first TFLite interpreter package installed."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter, load_delegate
-        return "ai-edge-litert", Interpreter, load_delegate
-    except ImportError:
-        pass
-    try:
-        from tflite_runtime.interpreter import Interpreter, load_delegate
-        return "tflite-runtime", Interpreter, load_delegate
-    except ImportError:
-        pass
-    try:
-        import tensorflow as tf  # heavy; only when nothing lighter is installed
-        return "tensorflow.lite", tf.lite.Interpreter, tf.lite.experimental.load_delegate
-    except ImportError:
-        raise BackendError("no TFLite interpreter: pip install ai-edge-litert (or tflite-runtime)") from None
-
-
-def is_edgetpu_model(path) -> bool:
-    """An Edge TPU-compiled model carries the custom op name in its flatbuffer."""
-    try:
-        return b"edgetpu-custom-op" in Path(path).read_bytes()
-    except OSError:
-        return False
-
-
-def edgetpu_hint() -> str:
-    """What is missing for the Edge TPU, in words a user can act on."""
-    missing = []
-    import ctypes.util
-    if not ctypes.util.find_library("edgetpu"):
-        missing.append("libedgetpu (apt install libedgetpu1-std from Coral's repository)")
-    has_pcie = any(Path("/dev").glob("apex_*"))
-    has_usb = False
-    for d in Path("/sys/bus/usb/devices").glob("*/idVendor"):
-        try:
-            has_usb |= d.read_text().strip() in ("1a6e", "18d1")
-        except OSError:
-            pass
-    if not (has_pcie or has_usb):
-        missing.append("an Edge TPU device (/dev/apex_0 for PCIe/M.2, or the Coral USB 1a6e:089a / 18d1:9302)")
-    if has_usb and not missing:
-        missing.append("permission to the USB device (install firmware-configs/coral-usb/99-edgetpu.rules)")
-    return "; ".join(missing) or "the Edge TPU delegate failed to load"
-
-
-def _make_edgetpu_interpreter(path: str, Interpreter, load_delegate):
-    try:
-        from pycoral.utils.edgetpu import make_interpreter  # Google's pycoral, only if really installed
-        return make_interpreter(path)
-    except Exception:
-        pass
-    lib = EDGETPU_LIB.get(sys.platform, "libedgetpu.so.1")
-    hook = sys.unraisablehook
-    # ai-edge-litert's Delegate.__del__ raises AttributeError after a failed load; keep that noise off stderr
-    sys.unraisablehook = lambda u: None if "Delegate.__del__" in repr(u.object) else hook(u)
-    error = None
-    try:
-        try:
-            delegate = load_delegate(lib)
-        except (ValueError, OSError, RuntimeError) as e:
-            error = str(e).splitlines()[0] if str(e) else type(e).__name__
-        gc.collect()  # the half-built Delegate dies here, once the exception is gone
-    finally:
-        sys.unraisablehook = hook
-    if error is not None:
-        raise BackendError(f"Edge TPU unavailable: {edgetpu_hint()} ({error})")
-    return Interpreter(model_path=path, experimental_delegates=[delegate])
 
 
 class Engine:
@@ -102,8 +28,8 @@ class Engine:
 
     def __init__(self, model: str | os.PathLike | None = None, backend: str = "auto", threads: int | None = None,
                  scale: int | None = None, texture_threshold: float = 0.0, texture_tile: int = 64):
-        if backend not in ("auto", "cpu", "edgetpu"):
-            raise BackendError(f"backend must be auto, cpu or edgetpu, not {backend!r}")
+        if backend not in BACKENDS:
+            raise BackendError(f"backend must be {', '.join(BACKENDS)}, not {backend!r}")
         path = resolve_model(None if model is None else str(model), scale or 4)
         self.card = load_card(path)
         if self.card is None:
@@ -111,7 +37,7 @@ class Engine:
                 raise ModelError(f"{path}: no model card ({path.with_suffix('.json').name}); pass --scale")
             self.card = ModelCard(name=path.stem, scale=scale)
         self.threads = threads or os.cpu_count() or 1
-        self.interpreter_name, Interpreter, load_delegate = interpreter_api()
+        self.interpreter_name = interpreter_api()[0]
         self.warning = None
         compiled = is_edgetpu_model(path)
         if backend == "edgetpu" and not compiled:
@@ -119,7 +45,7 @@ class Engine:
                                "or use --backend cpu")
         if compiled and backend in ("auto", "edgetpu"):
             try:
-                self.interpreter = _make_edgetpu_interpreter(str(path), Interpreter, load_delegate)
+                self.interpreter = open_interpreter(path, edgetpu=True)
                 self.backend = "edgetpu"
             except BackendError as e:
                 twin = self.card.cpu_twin and path.with_name(self.card.cpu_twin)
@@ -133,7 +59,7 @@ class Engine:
             raise BackendError(f"{path.name} is Edge TPU-compiled and cannot run on the CPU; use its CPU twin "
                                f"{self.card.cpu_twin or '(none named in the card)'}")
         if not compiled:
-            self.interpreter = self._cpu_interpreter(path, Interpreter)
+            self.interpreter = open_interpreter(path, self.threads)
             self.backend = "cpu"
         self.path = Path(path)
         self.scale = self.card.scale
@@ -143,17 +69,6 @@ class Engine:
         self.texture_threshold = float(texture_threshold)  # > 0: adaptive tiles (edgesr.adaptive)
         self.texture_tile = int(texture_tile)               # LR tile interior for dynamic-shape models
         self.last_sr_fraction = 1.0                         # share of tiles the model ran on, last frame
-
-    def _cpu_interpreter(self, path: Path, Interpreter):
-        if not path.is_file():
-            raise ModelError(f"{path}: no such model file")
-        try:
-            it = Interpreter(model_path=str(path), num_threads=self.threads)
-            it.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelError(f"{path}: not a valid TFLite model ({msg})") from None
-        return it
 
     def _setup_io(self) -> None:
         it = self.interpreter
@@ -232,8 +147,7 @@ class Engine:
         if not self.dynamic:
             return self.interpreter, self.batch
         if getattr(self, "_tiles_it", None) is None or self._tiles_it[1] != tile_hw:
-            _, Interpreter, _ = interpreter_api()
-            it = self._cpu_interpreter(self.path, Interpreter)
+            it = open_interpreter(self.path, self.threads)
             it.resize_tensor_input(self._in_index, [ADAPTIVE_BATCH, *tile_hw, 3], strict=False)
             it.allocate_tensors()
             self._tiles_it = (it, tile_hw)
@@ -278,18 +192,11 @@ class Engine:
 
     def upscale(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """RGB uint8 HxWx3 -> RGB uint8 (sH)x(sW)x3. Pass ``out`` to reuse a buffer (no allocation)."""
-        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            got = getattr(frame, "shape", type(frame).__name__), getattr(frame, "dtype", "")
-            raise InputError(f"expected an HxWx3 uint8 RGB frame, got {got[0]} {got[1]}")
+        out = check_frame(frame, self.scale, out)
         if self.card.color_order == "BGR":
             frame = frame[:, :, ::-1]
         frame = np.ascontiguousarray(frame)
         h, w = frame.shape[:2]
-        s = self.scale
-        if out is None:
-            out = np.empty((h * s, w * s, 3), np.uint8)
-        elif out.shape != (h * s, w * s, 3) or out.dtype != np.uint8:
-            raise InputError(f"out buffer must be {(h * s, w * s, 3)} uint8, got {out.shape} {out.dtype}")
         self.last_sr_fraction = 1.0
         if self.texture_threshold > 0:
             self._run_adaptive(frame, out)

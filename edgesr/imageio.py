@@ -1,4 +1,5 @@
-"""Reading and writing images as RGB uint8 with clear errors and atomic writes (no half-written files)."""
+"""Reading and writing images as RGB uint8 with clear errors and atomic writes (no half-written files);
+the shipped sample photos."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,21 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+
+IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+SAMPLES = Path(__file__).parent / "samples"
+SAMPLE = SAMPLES / "nature_640x480.png"
+
+
+def is_image(path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTS
+
+
+def sample_frame(size: tuple[int, int]) -> np.ndarray:
+    """The shipped sample photo resized (area) to ``size`` = (w, h): real texture, not noise."""
+    import cv2
+
+    return np.ascontiguousarray(cv2.resize(read_rgb(SAMPLE), size, interpolation=cv2.INTER_AREA))
 
 
 def read_rgb(path, error=InputError) -> np.ndarray:
@@ -41,32 +57,32 @@ def atomic_path(path) -> tuple[Path, Path]:
     return Path(tmp), final
 
 
+def write_atomic(path, write) -> None:
+    """``write(tmp_path)`` to a temporary file beside ``path``, then rename it onto ``path``."""
+    try:
+        tmp, final = atomic_path(path)
+    except PermissionError:
+        raise InputError(f"{path}: output path is not writable") from None
+    try:
+        write(tmp)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_rgb(path, img: np.ndarray) -> None:
     """Write an RGB uint8 image atomically; the format follows the suffix."""
     import cv2
 
     if not cv2.haveImageWriter(str(path)):
         raise InputError(f"{path}: cannot encode an image with suffix {Path(path).suffix!r} (use .png or .jpg)")
-    try:
-        tmp, final = atomic_path(path)
-    except PermissionError:
-        raise InputError(f"{path}: output path is not writable") from None
-    try:
+
+    def write(tmp):
         if not cv2.imwrite(str(tmp), np.ascontiguousarray(img[:, :, ::-1])):
-            raise InputError(f"{path}: cannot encode an image with suffix {final.suffix!r}")
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+            raise InputError(f"{path}: cannot encode an image with suffix {Path(path).suffix!r}")
+    write_atomic(path, write)
 
 
 def write_text_atomic(path, text: str) -> None:
-    """Write a small text file (a latency table, a report) atomically."""
-    try:
-        tmp, final = atomic_path(path)
-    except PermissionError:
-        raise InputError(f"{path}: output path is not writable") from None
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write a small text file (a latency table, a report, a model card) atomically."""
+    write_atomic(path, lambda tmp: tmp.write_text(text))

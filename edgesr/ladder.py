@@ -25,36 +25,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from .errors import ConfigError, InputError
-from .modelcard import ModelCard
+from .errors import ConfigError
+from .upscaler import BICUBIC, Bicubic
 
 log = logging.getLogger("edgesr.ladder")
-BICUBIC = "bicubic"
 TABLE_VERSION = 1
-
-
-class Bicubic:
-    """OpenCV bicubic with the Engine interface: the ladder's floor, always available."""
-
-    backend, warning, last_invoke_s, last_sr_fraction = "cpu", None, 0.0, 0.0
-
-    def __init__(self, scale: int):
-        self.scale, self.card, self.path = scale, ModelCard(name=BICUBIC, scale=scale), Path(BICUBIC)
-
-    def upscale(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise InputError(f"expected an HxWx3 uint8 RGB frame, got {getattr(frame, 'shape', type(frame))}")
-        h, w = frame.shape[:2]
-        return cv2.resize(frame, (w * self.scale, h * self.scale), dst=out, interpolation=cv2.INTER_CUBIC)
-
-    def describe(self) -> dict:
-        return {"model": BICUBIC, "backend": "cpu", "scale": self.scale}
-
-    def state(self) -> dict:
-        return {"model": BICUBIC, "sr_fraction": 0.0}
 
 
 def open_rung(name: str, scale: int, backend: str = "auto", threads: int | None = None, **engine_kw):
@@ -84,15 +61,33 @@ def measure(rung, frame: np.ndarray, seconds: float = 2.0) -> dict:
 
 
 def calibrate(rungs, size: tuple[int, int], backend: str, threads: int, seconds: float = 2.0,
-              progress=None, rounds: int = 2) -> dict:
+              progress=None, rounds: int = 2, step=None) -> dict:
     """The latency table for these rungs at ``size`` = (w, h), measured on the shipped sample photo: ``rounds``
-    interleaved passes, the lowest median kept (other load only ever adds time)."""
-    from .bench import test_frame
+    interleaved passes, the lowest median kept (other load only ever adds time). ``step(i, n, name)`` is called
+    before each measurement (progress), ``progress(row)`` with each final row. Adaptive tiles are off while
+    measuring: the table holds what each model costs on a full frame, so that the rungs can be told apart."""
+    from .imageio import sample_frame
 
-    frame = test_frame(size)
+    frame = sample_frame(size)
+    saved = [getattr(r, "texture_threshold", None) for r in rungs]
+    for r, t in zip(rungs, saved):
+        if t:
+            r.texture_threshold = 0.0
+    try:
+        return _calibrate(rungs, frame, size, backend, threads, seconds, progress, rounds, step)
+    finally:
+        for r, t in zip(rungs, saved):
+            if t:
+                r.texture_threshold = t
+
+
+def _calibrate(rungs, frame, size, backend, threads, seconds, progress, rounds, step) -> dict:
     best: list[dict | None] = [None] * len(rungs)
-    for _ in range(rounds):
+    n = rounds * len(rungs)
+    for k in range(rounds):
         for i, r in enumerate(rungs):
+            if step:
+                step(k * len(rungs) + i + 1, n, r.card.name)
             row = measure(r, frame, seconds / rounds)
             if best[i] is None or row["ms_median"] < best[i]["ms_median"]:
                 best[i] = row

@@ -1,4 +1,5 @@
-"""A simulated serial radio link between two pseudo-terminals, for tests and link benchmarks.
+"""Loopback links for tests and link benchmarks: a simulated serial radio between two pseudo-terminals, and a
+free local port.
 
     link = PtyLink(bitrate=57600, corrupt=0.01, loss=0.05).start()
     edgesr serve --sink serial://{link.tx}   ...   edgesr receive serial://{link.rx}
@@ -12,9 +13,17 @@ from __future__ import annotations
 import os
 import random
 import select
+import socket
 import threading
 import time
 import tty
+
+
+def free_port(kind=socket.SOCK_DGRAM) -> int:
+    """A port on 127.0.0.1 that is free now (UDP by default; pass socket.SOCK_STREAM for TCP)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class PtyLink:

@@ -7,9 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .imageio import atomic_path, read_rgb, write_rgb
-
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+from .imageio import IMAGE_EXTS, atomic_path, is_image, read_rgb, write_rgb
 VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v"}
 
 
@@ -18,7 +16,7 @@ def kind_of(path: Path) -> str:
         return "folder"
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
-    if path.suffix.lower() in IMAGE_EXTS:
+    if is_image(path):
         return "image"
     if path.suffix.lower() in VIDEO_FOURCC or path.suffix.lower() in {".webm", ".m4v", ".mpg", ".h264"}:
         return "video"
@@ -27,7 +25,7 @@ def kind_of(path: Path) -> str:
 
 
 def upscale_folder(engine, src: Path, dst: Path, progress) -> int:
-    files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    files = sorted(p for p in src.iterdir() if is_image(p))
     if not files:
         raise InputError(f"{src}: no images in folder")
     dst.mkdir(parents=True, exist_ok=True)

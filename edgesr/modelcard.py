@@ -6,8 +6,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import ModelError
+from .schema import from_dict
 
 CARD_VERSION = 1
+SCALES = (2, 3, 4)
 
 
 @dataclass
@@ -29,24 +31,25 @@ class ModelCard:
     version: int = CARD_VERSION
 
     def save(self, path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n")
+        """The one way a card is written (atomically, beside its model)."""
+        from .imageio import write_text_atomic
+
+        write_text_atomic(path, json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "card") -> "ModelCard":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ModelError(f"{where}: unknown keys {', '.join(unknown)}")
-        try:
-            card = cls(**d)
-        except TypeError as e:
-            raise ModelError(f"{where}: {e}") from None
-        if card.scale not in (2, 3, 4):
+        card = from_dict(cls, d, where, ModelError)
+        if card.scale not in SCALES:
             raise ModelError(f"{where}: scale must be 2, 3 or 4, not {card.scale!r}")
         if card.tile is not None and (len(card.tile) != 2 or min(card.tile) < 1):
             raise ModelError(f"{where}: tile must be [h, w] or null")
         if card.color_order not in ("RGB", "BGR"):
             raise ModelError(f"{where}: color_order must be RGB or BGR")
+        if not 0 <= card.margin <= 256:
+            raise ModelError(f"{where}: margin must be 0..256 LR pixels, not {card.margin}")
+        bad = [k for k, v in card.metrics.items() if not isinstance(v, dict)]
+        if bad:
+            raise ModelError(f"{where}.metrics.{bad[0]}: expected an object of measurements")
         return card
 
 

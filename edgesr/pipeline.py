@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .backoff import Backoff
+from .errors import ConfigError
 from .slot import Slot
 from .sources import EndOfSource, Source, SourceError
 from .transports.base import OutFrame
@@ -30,12 +32,18 @@ class Captured:
 
 
 class Pipeline:
-    def __init__(self, source: Source, engine, sinks: list, size: tuple[int, int] | None = None):
+    """``engine`` is any Upscaler (or None when every sink sends LR frames); ``scale`` is what LR frames are
+    marked with for the robot (default: the engine's)."""
+
+    def __init__(self, source: Source, engine, sinks: list, size: tuple[int, int] | None = None,
+                 scale: int | None = None):
         self.source, self.engine, self.sinks, self.size = source, engine, list(sinks), size
-        self.scale = engine.scale if engine is not None else 1
+        self.scale = scale or (engine.scale if engine is not None else 1)
         self.need_sr = any(s.needs_sr for s in self.sinks)
         if self.need_sr and engine is None:
-            raise ValueError("a sink wants SR-at-source frames but no model is loaded")
+            raise ConfigError("a sink wants SR-at-source frames but no model is loaded")
+        if engine is not None and engine.scale != self.scale:
+            raise ConfigError(f"the model is x{engine.scale}, the pipeline x{self.scale}")
         self.slot = Slot()
         self.stop_event = threading.Event()
         self.finished = threading.Event()
@@ -45,19 +53,29 @@ class Pipeline:
         self.source_ok = True
         self.stats = {"captured": 0, "upscaled": 0, "capture_drops": 0, "camera_reconnects": 0,
                       "engine_ms": 0.0, "fps": 0.0}
+        if engine is not None:
+            self.stats.update(engine.state())
         self.engine_hist: list[float] = []  # recent engine latencies (ms), bounded
         self.threads = [threading.Thread(target=self._capture, name="capture", daemon=True),
                         threading.Thread(target=self._upscale, name="upscale", daemon=True)]
 
     def start(self) -> "Pipeline":
-        for s in self.sinks:
-            s.start()
+        """Open every sink (a port in use raises ConfigError after closing the ones already open), then run."""
+        started = []
+        try:
+            for s in self.sinks:
+                s.start()
+                started.append(s)
+        except BaseException:
+            for s in started:
+                s.close(0.5)
+            raise
         for t in self.threads:
             t.start()
         return self
 
     def _capture(self) -> None:
-        seq, backoff = 0, 0.1
+        seq, backoff = 0, Backoff(0.1, 2.0)
         while not self.stop_event.is_set():
             self.beats["capture"] = time.monotonic()
             try:
@@ -67,15 +85,15 @@ class Pipeline:
                     log.warning("source %s failed: %s; reconnecting", self.source.name, e)
                 self.source_ok = False
                 self.stats["camera_reconnects"] += 1
-                self.stop_event.wait(backoff)
-                backoff = min(2.0, backoff * 2)
+                self.stop_event.wait(backoff.failed())
                 continue
             except EndOfSource:
                 log.info("source %s ended", self.source.name)
                 break
             if not self.source_ok:
                 log.info("source %s is back", self.source.name)
-            self.source_ok, backoff = True, 0.1
+            self.source_ok = True
+            backoff.reset()
             if self.size and (img.shape[1], img.shape[0]) != tuple(self.size):
                 img = cv2.resize(img, tuple(self.size), interpolation=cv2.INTER_AREA)
             self.slot.put(Captured(img, seq, time.time_ns() // 1000, time.monotonic()))

@@ -22,7 +22,7 @@ import numpy as np
 from cobs import cobs
 
 from .codec import CODEC_NAMES, CODECS, decode, encode_tiles
-from .errors import ProtocolError
+from .errors import ConfigError, ProtocolError
 
 MAGIC, VERSION = b"ES", 1
 HEADER = struct.Struct("!2sBBHIQHHHHHHHHBBBBH")
@@ -111,14 +111,14 @@ def encode_frame(image_rgb: np.ndarray, seq: int, timestamp_us: int, *, stream: 
     ``lr=True`` marks a low-resolution frame that the receiver should upscale by ``scale``."""
     room = mtu - HEADER.size - CRC.size - (TAG_LEN if key else 0)
     if room < 64:
-        raise ValueError(f"mtu {mtu} leaves no room for payload")
+        raise ConfigError(f"mtu {mtu} leaves no room for payload")
     h, w = image_rgb.shape[:2]
     tiles = encode_tiles(image_rgb, tile, codec, quality)
     out = []
     for i, (x, y, tw, th, data) in enumerate(tiles):
         chunks = [data[k:k + room] for k in range(0, len(data), room)] or [b""]
         if len(chunks) > 255:
-            raise ValueError(f"tile {i} needs {len(chunks)} fragments; use smaller tiles or a larger mtu")
+            raise ConfigError(f"tile {i} needs {len(chunks)} fragments; use smaller tiles or a larger mtu")
         for f, chunk in enumerate(chunks):
             out.append(encode_packet(Packet(stream, seq, timestamp_us, w, h, i, len(tiles), x, y, tw, th,
                                             CODECS[codec], scale, f, len(chunks), FLAG_LR if lr else 0, chunk),

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 
+from .errors import ConfigError
+
 
 class RateController:
     def __init__(self, bitrate: float, target_fps: float = 10.0, quality: int = 75, q_min: int = 10,
                  q_max: int = 92, margin: float = 0.9, max_packet: int = 1200):
         if bitrate <= 0:
-            raise ValueError("bitrate must be > 0 (use no controller for unlimited links)")
+            raise ConfigError("bitrate must be > 0 (use no controller for unlimited links)")
         self.rate = bitrate * margin / 8.0  # bytes per second
         self.target_fps, self.quality, self.q_min, self.q_max = target_fps, quality, q_min, q_max
         self.capacity = float(max_packet)

@@ -19,8 +19,9 @@ class Receiver:
         self.url, self.key, self.upscale, self.model = url, key, upscale, model
         self.backend, self.threads, self.max_age = backend, threads, max_age
         self.latest_only = latest_only  # a robot wants the newest frame: skip superseded ones, never queue
-        self.scheme = parse_url(url)[0]
-        self.reader = None if self.scheme == "http" else open_reader(url)
+        self.endpoint = parse_url(url)
+        self.scheme = self.endpoint.scheme
+        self.reader = None if self.scheme == "http" else open_reader(self.endpoint)
         self.assembler = FrameAssembler()
         self.engines: dict[int, object] = {}
         self.stats = {"packets": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0, "skipped": 0}
@@ -76,23 +77,35 @@ class Receiver:
         import urllib.request
 
         from .codec import decode
+        from .transports.http_mjpeg import MultipartParser
 
+        e = self.endpoint
+        url = f"http://{e.host}:{e.port}/stream"
         try:
-            resp = urllib.request.urlopen(self.url.rstrip("/") + "/stream", timeout=timeout or 10)
-        except OSError as e:
-            raise ProtocolError(f"{self.url}: cannot open the MJPEG stream ({e})") from None
-        n = 0
+            resp = urllib.request.urlopen(url, timeout=timeout or 10)
+        except OSError as err:
+            raise ProtocolError(f"{url}: cannot open the MJPEG stream ({getattr(err, 'reason', err)})") from None
+        parser, n = MultipartParser(), 0
         with resp:
             while not self._closed:
-                line = resp.readline()
-                if not line:
+                try:
+                    data = resp.read1(1 << 16)
+                except OSError:  # the server stopped answering for `timeout` seconds
                     return
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-                    resp.readline()
-                    img = decode(resp.read(length))
+                if not data:
+                    return
+                for jpeg in parser.feed(data):
+                    try:
+                        img = decode(jpeg)
+                    except ProtocolError:
+                        self.stats["bad_packets"] += 1
+                        continue
                     n += 1
                     yield self._finish(Frame(np.ascontiguousarray(img), n, time.time(), received_at=time.monotonic()))
+
+    def why_nothing(self) -> str | None:
+        """The link's own reason when no frame arrived (port missing, connection refused), if it knows one."""
+        return getattr(self.reader, "last_error", None)
 
     def summary(self) -> dict:
         a = self.assembler.stats

@@ -11,16 +11,15 @@ import cv2
 import numpy as np
 
 from .errors import EdgeSRError
-
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+from .imageio import SAMPLE, is_image
 
 
 class SourceError(EdgeSRError):
     """The source failed (camera unplugged, file gone): the pipeline reopens it with backoff."""
 
 
-class EndOfSource(EdgeSRError):
-    """A finite source (file, folder with loop off) has no more frames."""
+class EndOfSource(Exception):
+    """A finite source (file, folder with loop off) has no more frames: the normal end, not an error."""
 
 
 class Pacer:
@@ -59,7 +58,7 @@ class SyntheticSource(Source):
         from .imageio import read_rgb
 
         self.name = "synthetic"
-        self.photo = read_rgb(image or Path(__file__).parent / "samples" / "nature_640x480.png")
+        self.photo = read_rgb(image or SAMPLE)
         self.size, self.pacer, self.n = tuple(size), Pacer(fps), 0
 
     def read(self) -> np.ndarray:
@@ -74,13 +73,35 @@ class SyntheticSource(Source):
         return cv2.resize(self.photo[y:y + ch, x:x + cw], self.size, interpolation=cv2.INTER_AREA)
 
 
-class CameraSource(Source):
+class _CaptureSource(Source):
+    """An OpenCV VideoCapture opened on first read and released on close (cameras and video files)."""
+
+    cap = None
+
+    def _grab(self, fail: str | None = None):
+        """The next frame as RGB; at a failed read None, or with ``fail``: close and raise SourceError(fail)."""
+        if self.cap is None:
+            self.open()
+        ok, frame = self.cap.read()
+        if ok:
+            return np.ascontiguousarray(frame[:, :, ::-1])
+        if fail:
+            self.close()
+            raise SourceError(fail)
+        return None
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+
+class CameraSource(_CaptureSource):
     """A V4L2/USB camera through OpenCV (/dev/videoN or an index)."""
 
     def __init__(self, device, size=None, fps: float | None = None, fourcc: str | None = None):
         self.device, self.size, self.fps, self.fourcc = device, size, fps, fourcc
         self.name = str(device)
-        self.cap = None
 
     def open(self) -> None:
         dev = int(self.device) if str(self.device).isdigit() else str(self.device)
@@ -99,18 +120,7 @@ class CameraSource(Source):
         self.cap = cap
 
     def read(self) -> np.ndarray:
-        if self.cap is None:
-            self.open()
-        ok, frame = self.cap.read()
-        if not ok:
-            self.close()
-            raise SourceError(f"{self.device}: camera stopped delivering frames")
-        return np.ascontiguousarray(frame[:, :, ::-1])
-
-    def close(self) -> None:
-        if self.cap is not None:
-            self.cap.release()
-            self.cap = None
+        return self._grab(f"{self.device}: camera stopped delivering frames")
 
 
 class PiCamera2Source(Source):
@@ -154,9 +164,11 @@ class PiCamera2Source(Source):
             self.cam = None
 
 
-class VideoFileSource(Source):
+class VideoFileSource(_CaptureSource):
+    """A video file at its own frame rate (or ``fps``), looped when ``loop``."""
+
     def __init__(self, path, loop: bool = True, fps: float | None = None):
-        self.path, self.loop, self.name, self.cap = Path(path), loop, str(path), None
+        self.path, self.loop, self.name = Path(path), loop, str(path)
         self.fps = fps
         self.pacer = Pacer(None)
 
@@ -172,24 +184,16 @@ class VideoFileSource(Source):
         if self.cap is None:
             self.open()
         self.pacer.wait()
-        ok, frame = self.cap.read()
-        if not ok:
+        frame = self._grab()
+        if frame is None:
             if not self.path.exists():
                 self.close()
                 raise SourceError(f"{self.path}: file disappeared")
             if not self.loop:
                 raise EndOfSource(f"{self.path}: end of video")
             self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, frame = self.cap.read()
-            if not ok:
-                self.close()
-                raise SourceError(f"{self.path}: cannot read frames")
-        return np.ascontiguousarray(frame[:, :, ::-1])
-
-    def close(self) -> None:
-        if self.cap is not None:
-            self.cap.release()
-            self.cap = None
+            frame = self._grab(f"{self.path}: cannot read frames")
+        return frame
 
 
 class ImageFolderSource(Source):
@@ -204,7 +208,7 @@ class ImageFolderSource(Source):
         from .imageio import read_rgb
 
         if self.path.is_dir():
-            files = sorted(p for p in self.path.glob("*") if p.suffix.lower() in IMAGE_EXTS)
+            files = sorted(p for p in self.path.glob("*") if is_image(p))
         else:
             files = [self.path] if self.path.is_file() else []
         if not files:
@@ -231,6 +235,6 @@ def open_source(spec: str, size=None, fps: float | None = None, loop: bool = Tru
     if spec.startswith("/dev/video") or spec.isdigit():
         return CameraSource(spec, size, fps)
     p = Path(spec)
-    if p.is_dir() or p.suffix.lower() in IMAGE_EXTS:
+    if p.is_dir() or is_image(p):
         return ImageFolderSource(p, loop, fps or 10.0)
     return VideoFileSource(p, loop, fps)

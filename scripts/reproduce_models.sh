@@ -50,8 +50,8 @@ export_models() {  # shipped files: int8 (CPU, dynamic shape), float32 twins, Ed
   local q=(--data "$DATA" --eval "$VAL/Set5" --eval "$VAL/Set14" --out edgesr/models)
   edgesr-convert quantize runs/srgan_w16b1_x4 --dtype float32 --dtype int8 "${q[@]}"
   edgesr-convert quantize runs/srgan_w16b1_x2 --dtype float32 --dtype int8 "${q[@]}"
-  edgesr-convert quantize runs/srgan_w16b1_x4 --dtype int8 --tile 60x80 --edgetpu "${q[@]}"
-  edgesr-convert compile edgesr/models/srgan_w16b1_x4_int8_60x80_edgetpu_ready.tflite || true
+  edgesr-convert quantize runs/srgan_w16b1_x4 --dtype int8 --tile 80x60 --edgetpu "${q[@]}"
+  edgesr-convert compile edgesr/models/srgan_w16b1_x4_int8_80x60_edgetpu_ready.tflite || true
   edgesr-convert quantize runs/teacher_srgan_w32b3_x4 --dtype float32 "${q[@]}" --out runs/teacher_export
   cp runs/teacher_export/srgan_w32b3_x4_float32.json edgesr/models/teacher_srgan_w32b3_x4_float32.json  # card only: too slow to ship
 }

@@ -129,7 +129,7 @@ def test_unwritable_output(tmp_path):
 def test_readme_first_command_default_model_beats_bicubic(tmp_path):
     """`edgesr upscale` with no --model uses the shipped real-time x4 int8 model; on the shipped sample it
     must be clearly better than MATLAB bicubic against the 640x480 original."""
-    from edgesr.quality import imresize, psnr_y
+    from edgesr.metrics import imresize, psnr_y
 
     out = tmp_path / "x4.png"
     r = edgesr("upscale", SAMPLE, out)

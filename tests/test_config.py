@@ -71,7 +71,7 @@ def test_not_toml_and_missing(tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["--config", "CFG"], "unknown key 'qualty'"),
     (["--sink", "udp://127.0.0.1:5999", "--model", "nonexistent_model"], "no such model file or shipped model"),
-    (["--sink", "udp://127.0.0.1:5999", "--source", "/nonexistent/folder/", "--duration", "0.1"], None),
+    (["--config", "SRCCFG"], "source.url: /nonexistent/video.mp4: no such file or folder (waited 0.3 s"),
     (["--config", "DEVCFG"], "sink[0].url: /dev/ttyUSB_edgesr_missing: no such device (waited 0.3 s"),
 ])
 def test_serve_cli_errors(tmp_path, args, needle):
@@ -79,11 +79,10 @@ def test_serve_cli_errors(tmp_path, args, needle):
     dev = tmp_path / "dev.toml"
     dev.write_text("device_wait = 0.3\n[source]\nurl = 'synthetic'\n[[sink]]\n"
                    "url = 'serial:///dev/ttyUSB_edgesr_missing?baud=57600'\n")
-    args = [str(cfg) if a == "CFG" else str(dev) if a == "DEVCFG" else a for a in args]
+    src = tmp_path / "src.toml"  # a missing video file is treated like a missing camera: exit 2 after the wait
+    src.write_text("device_wait = 0.3\n[source]\nurl = '/nonexistent/video.mp4'\n[[sink]]\nurl = 'udp://127.0.0.1:5999'\n")
+    args = [str({"CFG": cfg, "DEVCFG": dev, "SRCCFG": src}[a]) if a in ("CFG", "DEVCFG", "SRCCFG") else a for a in args]
     r = run_cli("edgesr", "serve", *args, "--health", "", timeout=60)
-    if needle is None:  # a missing source is not fatal: the daemon keeps running and retries
-        assert r.returncode == 0 and "reconnecting" in r.stderr
-        return
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert needle in r.stderr.strip().splitlines()[-1]
 

@@ -172,21 +172,21 @@ def test_cli_train_resume_distill_quantize_evaluate(tmp_path, set5):
     assert r.returncode == 0, r.stderr
     assert (g / "disc.weights.h5").exists()
     models = tmp_path / "models"
-    r = _convert("quantize", s, "--out", models, "--dtype", "float32", "--dtype", "int8", "--tile", "24x32",
+    r = _convert("quantize", s, "--out", models, "--dtype", "float32", "--dtype", "int8", "--tile", "32x24",
                  "--data", data, "--eval", set5, env=env)
     assert r.returncode == 0, r.stderr
-    card = json.loads((models / "efdn_w4b1_x2_int8_24x32.json").read_text())  # named by arch, width, blocks
+    card = json.loads((models / "efdn_w4b1_x2_int8_32x24.json").read_text())  # named by arch, width, blocks
     assert card["tile"] == [24, 32] and card["metrics"]["Set5"]["n"] == 5 and "int8_loss_db" in card["metrics"]["Set5"]
-    r = _convert("evaluate", "--model", models / "efdn_w4b1_x2_int8_24x32.tflite", "--data", set5, "--json",
+    r = _convert("evaluate", "--model", models / "efdn_w4b1_x2_int8_32x24.tflite", "--data", set5, "--json",
                  "--save-comparisons", tmp_path / "cmp")
     assert r.returncode == 0, r.stderr
     ev = json.loads(r.stdout)
     assert ev["n"] == 5 and ev["bicubic_psnr_y"] == pytest.approx(33.66, abs=0.05) and 0 < ev["ssim_y"] <= 1
     assert len(list((tmp_path / "cmp").glob("*.png"))) == 5
-    r = _convert("quantize", s, "--out", models, "--dtype", "int8", "--tile", "24x32", "--edgetpu", "--data", data,
+    r = _convert("quantize", s, "--out", models, "--dtype", "int8", "--tile", "32x24", "--edgetpu", "--data", data,
                  env=env)
     assert r.returncode == 0, r.stderr
-    r = _convert("compile", models / "efdn_w4b1_x2_int8_24x32_edgetpu_ready.tflite")
+    r = _convert("compile", models / "efdn_w4b1_x2_int8_32x24_edgetpu_ready.tflite")
     assert r.returncode == 0 and "edgetpu_compiler not found" in r.stderr and "24/24" not in r.stdout
     assert "ops would run on the Edge TPU (fully mapped)" in r.stdout
 
@@ -202,7 +202,7 @@ def test_cli_bad_inputs(tmp_path):
     r = _convert("evaluate", "--model", FIX / "tiny_x2_float32.tflite", "--data", tmp_path / "none")
     assert r.returncode == 2 and "not a folder" in r.stderr
     r = _convert("quantize", tmp_path, "--out", tmp_path / "o", "--data", tmp_path, "--tile", "axb")
-    assert r.returncode == 2 and "expected HxW" in r.stderr
+    assert r.returncode == 2 and "expected WIDTHxHEIGHT" in r.stderr
 
 
 @pytest.mark.parametrize("arch", ["srgan", "efdn"])

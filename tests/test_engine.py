@@ -99,7 +99,7 @@ def test_model_errors(tmp_path):
     with pytest.raises(ModelError, match="scale must be"):
         Engine(junk)
     (tmp_path / "junk.json").write_text('{"name": "x", "scale": 2, "colour": "RGB"}')
-    with pytest.raises(ModelError, match="unknown keys colour"):
+    with pytest.raises(ModelError, match="unknown key .colour."):
         Engine(junk)
 
 

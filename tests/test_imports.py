@@ -11,7 +11,7 @@ def test_edgesr_imports_without_tensorflow():
     code = ("import importlib, sys\n"
             f"mods = {mods!r}\n"
             "for m in mods: importlib.import_module(m)\n"
-            "import edgesr.engine as e\n"
+            "import edgesr.interpreter as e\n"
             "e.interpreter_api()\n"
             "bad = sorted(k for k in sys.modules if k.split('.')[0] in ('tensorflow', 'keras', 'converters', 'tf_keras'))\n"
             "assert not bad, bad\n"

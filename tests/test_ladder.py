@@ -10,7 +10,8 @@ import pytest
 from conftest import FIX, run_cli
 from edgesr import config as C
 from edgesr.errors import ConfigError
-from edgesr.ladder import Bicubic, Ladder, Policy, from_config, open_rung, table_costs
+from edgesr.ladder import Ladder, Policy, from_config, open_rung, table_costs
+from edgesr.upscaler import Bicubic
 
 COSTS = [60.0, 30.0, 12.0, 1.5]   # ms per frame of 4 rungs, best first; budget at 20 fps = 50 ms
 
@@ -214,7 +215,8 @@ def test_serve_with_ladder_reports_rung(tmp_path):
 
 def test_metrics_name_the_rung(tmp_path):
     """A real pipeline built from a ladder config: /metrics and /state carry the rung and the SR share."""
-    from edgesr.service import build, prometheus
+    from edgesr.health import prometheus
+    from edgesr.service import build
 
     p = tmp_path / "robot.toml"
     p.write_text(LADDER_TOML.format(port=5999).replace("target_fps = 20", "target_fps = 20\ntexture_threshold = 4.0"))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from edgesr.errors import ProtocolError
 from edgesr.protocol import (HEADER, AuthError, FrameAssembler, StreamDeframer, decode_packet, encode_frame,
                              frame_bytes)
-from edgesr.quality import psnr_y
+from edgesr.metrics import psnr_y
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,10 @@ import urllib.request
 import numpy as np
 
 from conftest import FIX
-from edgesr.linksim import PtyLink
+from edgesr.linksim import PtyLink, free_port
 
 MODEL = FIX / "tiny_x2_float32.tflite"
 
-
-def free_port(kind=socket.SOCK_DGRAM):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_serve_under_systemd_notify(tmp_path):
@@ -114,7 +109,7 @@ def test_camera_disappears_and_returns(tmp_path):
     from edgesr.engine import Engine
     from edgesr.imageio import write_rgb
     from edgesr.pipeline import Pipeline
-    from edgesr.service import start_health_server
+    from edgesr.health import start_health_server
     from edgesr.sources import ImageFolderSource
     from edgesr.transports import open_sink
 

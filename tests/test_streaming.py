@@ -16,7 +16,7 @@ import pytest
 
 from conftest import FIX
 from edgesr.engine import Engine
-from edgesr.linksim import PtyLink
+from edgesr.linksim import PtyLink, free_port
 from edgesr.pipeline import Pipeline
 from edgesr.receiver import Receiver
 from edgesr.sources import SyntheticSource
@@ -24,11 +24,6 @@ from edgesr.transports import open_sink
 
 MODEL = FIX / "tiny_x2_float32.tflite"
 
-
-def free_port(kind=socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(sinks, size=(96, 64), fps=20.0):

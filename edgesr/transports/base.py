@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..protocol import encode_frame
 from ..ratecontrol import RateController
 from ..slot import Slot
@@ -27,13 +28,16 @@ class OutFrame:
 
 
 class Sink:
-    """Base: ``submit()`` never blocks; a thread takes the newest frame and calls ``send(frame)``."""
+    """Base: ``submit()`` never blocks; a thread takes the newest frame and calls ``send(frame)``.
+    ``topology`` 'source' sends the upscaled frame, 'receiver' the LR frame for the robot to upscale."""
 
-    def __init__(self, url: str, topology: str = "source", codec: str = "jpeg", quality: int = 80, tile: int = 64,
+    def __init__(self, url, topology: str = "source", codec: str = "jpeg", quality: int = 80, tile: int = 64,
                  key: bytes | None = None, bitrate: float = 0, fps: float = 10.0, mtu: int = 1200, stream: int = 0):
         if topology not in ("source", "receiver"):
-            raise ValueError(f"topology must be 'source' or 'receiver', not {topology!r}")
-        self.url, self.topology, self.codec, self.quality, self.tile = url, topology, codec, quality, tile
+            raise ConfigError(f"topology must be 'source' or 'receiver', not {topology!r}")
+        self.endpoint = url if not isinstance(url, str) else None
+        self.url = getattr(url, "url", url)
+        self.topology, self.codec, self.quality, self.tile = topology, codec, quality, tile
         self.key, self.mtu, self.stream = key, mtu, stream
         self.rate = RateController(bitrate, fps, quality, max_packet=mtu) if bitrate else None
         self.slot = Slot()
@@ -43,6 +47,7 @@ class Sink:
 
     @property
     def needs_sr(self) -> bool:
+        """The one place that decides whether this sink sends the upscaled frame or the LR one."""
         return self.topology == "source"
 
     def start(self) -> "Sink":
@@ -56,7 +61,7 @@ class Sink:
         self.slot.put(frame)
 
     def image_of(self, f: OutFrame) -> np.ndarray:
-        return f.sr if self.topology == "source" and f.sr is not None else f.lr
+        return f.sr if self.needs_sr and f.sr is not None else f.lr
 
     def packets(self, f: OutFrame) -> list[bytes]:
         img = self.image_of(f)

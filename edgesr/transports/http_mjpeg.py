@@ -3,64 +3,55 @@
     /             a small page showing the stream
     /stream       multipart/x-mixed-replace JPEG stream
     /snapshot.jpg the latest frame
+
+Robot side: ``MultipartParser`` turns the stream's bytes into JPEGs (pure, no I/O, bounded part size).
 """
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..codec import encode
+from ..errors import ProtocolError
+from ..httpserver import Handler, Server, reply
 from .base import Sink
 
 BOUNDARY = "edgesrframe"
+MAX_PART = 16 << 20  # bytes: a part that claims more is refused (hostile or broken server)
 PAGE = b"""<!doctype html><html><head><title>edgesr</title></head>
 <body style="margin:0;background:#111;color:#ddd;font-family:sans-serif">
 <p style="margin:6px">edgesr live stream &middot; <a style="color:#8cf" href="/snapshot.jpg">snapshot</a></p>
 <img src="/stream" style="max-width:100%" alt="stream"></body></html>"""
 
 
-def reply(handler: BaseHTTPRequestHandler, code: int, ctype: str, body: bytes) -> None:
-    """A complete, uncached HTTP response."""
-    handler.send_response(code)
-    handler.send_header("Content-Type", ctype)
-    handler.send_header("Content-Length", str(len(body)))
-    handler.send_header("Cache-Control", "no-store")
-    handler.end_headers()
-    handler.wfile.write(body)
-
-
 class MJPEGSink(Sink):
-    def __init__(self, url, host, port, **kw):
-        super().__init__(url, **kw)
-        self.addr = (host, port)
+    def __init__(self, endpoint, max_clients: int = 64, client_timeout: float = 10.0, **kw):
+        super().__init__(endpoint, **kw)
+        self.addr = (endpoint.host, endpoint.port)
+        self.max_clients, self.client_timeout = max_clients, client_timeout
         self.jpeg, self.count_frames = None, 0
         self.cond = threading.Condition()
-        self.stats.update(clients=0)
+        self.stats.update(clients=0, client_frames_skipped=0, clients_refused=0, client_errors=0)
 
     def open(self) -> None:
         sink = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
+        class MJPEGHandler(Handler):
+            timeout = sink.client_timeout
 
             def do_GET(self):
                 path = self.path.split("?")[0]
                 if path == "/":
-                    return self._reply(200, "text/html; charset=utf-8", PAGE)
+                    return reply(self, 200, "text/html; charset=utf-8", PAGE)
                 if path == "/snapshot.jpg":
                     with sink.cond:
                         sink.cond.wait_for(lambda: sink.jpeg is not None or sink.stop.is_set(), timeout=5)
                         jpeg = sink.jpeg
                     if jpeg is None:
-                        return self._reply(503, "text/plain", b"no frame yet\n")
-                    return self._reply(200, "image/jpeg", jpeg)
+                        return reply(self, 503, "text/plain", b"no frame yet\n")
+                    return reply(self, 200, "image/jpeg", jpeg)
                 if path == "/stream":
                     return self._stream()
-                self._reply(404, "text/plain", b"not found\n")
-
-            def _reply(self, code, ctype, body):
-                reply(self, code, ctype, body)
+                reply(self, 404, "text/plain", b"not found\n")
 
             def _stream(self):
                 self.send_response(200)
@@ -75,19 +66,16 @@ class MJPEGSink(Sink):
                             sink.cond.wait_for(lambda: sink.count_frames != seen or sink.stop.is_set(), timeout=1)
                             if sink.count_frames == seen:
                                 continue
+                            if seen >= 0:  # frames this client missed while its previous one was being written
+                                sink.stats["client_frames_skipped"] += sink.count_frames - seen - 1
                             jpeg, seen = sink.jpeg, sink.count_frames
                         self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                          f"{len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
-                except OSError:
-                    pass
                 finally:
                     sink.stats["clients"] -= 1
 
-        self.server = ThreadingHTTPServer(self.addr, Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
-                         name=f"http {self.addr}").start()
+        self.server = Server(self.addr, MJPEGHandler, f"http sink {self.url}", self.max_clients).start()
+        self.port = self.server.port
 
     def send(self, f) -> bool:
         jpeg = encode(self.image_of(f), "jpeg", self.quality)
@@ -96,11 +84,46 @@ class MJPEGSink(Sink):
             self.count_frames += 1
             self.cond.notify_all()
         self.stats["bytes_sent"] += len(jpeg)
+        self.stats.update(self.server.stats)
         return True
 
     def close(self, timeout: float = 1.5) -> None:
         super().close(timeout)
         with self.cond:
             self.cond.notify_all()
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
+
+
+class MultipartParser:
+    """Bytes of a multipart/x-mixed-replace stream in, JPEG payloads out (each part needs Content-Length)."""
+
+    def __init__(self, max_part: int = MAX_PART):
+        self.buf, self.max_part, self.need = bytearray(), max_part, None
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self.buf += data
+        out = []
+        while True:
+            if self.need is None:
+                end = self.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self.buf) > 64 << 10:
+                        raise ProtocolError("MJPEG part headers longer than 64 KiB")
+                    return out
+                length = None
+                for line in bytes(self.buf[:end]).split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        try:
+                            length = int(value)
+                        except ValueError:
+                            raise ProtocolError(f"bad Content-Length {value[:20]!r}") from None
+                if length is None or not 0 < length <= self.max_part:
+                    raise ProtocolError(f"MJPEG part without a Content-Length of 1..{self.max_part} bytes")
+                del self.buf[:end + 4]
+                self.need = length
+            if len(self.buf) < self.need:
+                return out
+            out.append(bytes(self.buf[:self.need]))
+            del self.buf[:self.need]
+            self.need = None

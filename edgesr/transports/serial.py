@@ -3,107 +3,113 @@ from __future__ import annotations
 
 import time
 
+from ..backoff import Backoff
 from ..protocol import StreamDeframer, frame_bytes
 from .base import Sink, log
 
 
-def _open(dev: str, baud: int, timeout: float):
-    import serial
+class _Port:
+    """A serial port (or pyserial URL) opened on demand and reopened with backoff after a failure."""
 
-    return serial.serial_for_url(dev, baudrate=baud, timeout=timeout, write_timeout=2.0)
+    def __init__(self, dev: str, baud: int, timeout: float):
+        self.dev, self.baud, self.timeout = dev, baud, timeout
+        self.port, self.backoff, self.last_error = None, Backoff(0.2, 5.0), None
+
+    def get(self):
+        """The open port, or None while it cannot be opened (``last_error`` says why)."""
+        import serial
+
+        if self.port is None and self.backoff.ready():
+            try:
+                self.port = serial.serial_for_url(self.dev, baudrate=self.baud, timeout=self.timeout,
+                                                  write_timeout=2.0)
+                self.backoff.reset()
+                self.last_error = None
+            except (serial.SerialException, OSError) as e:
+                first = self.last_error is None
+                self.last_error = f"cannot open {self.dev} ({e})"
+                delay = self.backoff.failed()
+                if first:
+                    log.warning("serial %s; retrying every <= %.1f s", self.last_error, max(delay, 5.0))
+        return self.port
+
+    def lost(self) -> None:
+        if self.port is not None:
+            self.port.close()
+        self.port = None
+
+    def close(self) -> None:
+        if self.port is not None:
+            try:
+                self.port.flush()
+            except Exception:  # noqa: BLE001 -- pyserial raises several types on a dead port; closing anyway
+                pass
+            self.port.close()
+            self.port = None
 
 
 class SerialSink(Sink):
-    def __init__(self, url, dev, baud: int = 57600, **kw):
+    def __init__(self, endpoint, **kw):
         kw.setdefault("mtu", 256)
         if not kw.get("bitrate"):
-            kw["bitrate"] = baud * 0.8  # 8N1 carries 8 of 10 bits; pace to the wire, not to the kernel buffer
-        super().__init__(url, **kw)
-        self.dev, self.baud = dev, baud
-        self.port = None
-        self.backoff, self.next_try = 0.2, 0.0
+            kw["bitrate"] = endpoint.baud * 0.8  # 8N1 carries 8 of 10 bits; pace to the wire, not the buffer
+        super().__init__(endpoint, **kw)
+        self.link = _Port(endpoint.host, endpoint.baud, 0.1)
         self.stats.update(reconnects=0)
 
     def open(self) -> None:
-        self._try_open()
-
-    def _try_open(self) -> bool:
-        import serial
-
-        if time.monotonic() < self.next_try:
-            return False
-        try:
-            self.port = _open(self.dev, self.baud, 0.1)
-            self.backoff = 0.2
-            return True
-        except (serial.SerialException, OSError) as e:
-            log.warning("%s: cannot open %s (%s); retrying in %.1f s", self.url, self.dev, e, self.backoff)
-            self.next_try = time.monotonic() + self.backoff
-            self.backoff = min(5.0, self.backoff * 2)
-            return False
+        self.link.get()
 
     def send(self, f) -> bool:
         import serial
 
-        if self.port is None and not self._try_open():
+        port = self.link.get()
+        if port is None:
             return False
         for p in self.packets(f):
             data = frame_bytes(p)
             if not self.pace(len(data)):
                 return False
             try:
-                self.port.write(data)
+                port.write(data)
                 self.count(p, len(data))
             except (serial.SerialException, OSError) as e:
                 log.warning("%s: link lost (%s); reopening", self.url, e)
-                self.port.close()
-                self.port = None
+                self.link.lost()
                 self.stats["reconnects"] += 1
                 return False
         return True
 
     def close(self, timeout: float = 1.5) -> None:
         super().close(timeout)
-        if self.port is not None:
-            try:
-                self.port.flush()
-            except Exception:
-                pass
-            self.port.close()
+        self.link.close()
 
 
 class SerialReader:
-    def __init__(self, dev: str, baud: int = 57600):
-        self.dev, self.baud = dev, baud
-        self.port = None
+    def __init__(self, endpoint):
+        self.link = _Port(endpoint.host, endpoint.baud, 0.05)
         self.deframer = StreamDeframer()
-        self.backoff, self.next_try = 0.2, 0.0
         self.reconnects = 0
+
+    @property
+    def last_error(self) -> str | None:
+        return self.link.last_error
 
     def read(self, timeout: float = 0.5) -> list[bytes]:
         import serial
 
-        if self.port is None:
-            if time.monotonic() < self.next_try:
-                time.sleep(min(timeout, 0.1))
-                return []
-            try:
-                self.port = _open(self.dev, self.baud, 0.05)
-                self.backoff = 0.2
-            except (serial.SerialException, OSError):
-                self.next_try = time.monotonic() + self.backoff
-                self.backoff = min(5.0, self.backoff * 2)
-                return []
+        port = self.link.get()
+        if port is None:
+            time.sleep(min(timeout, 0.1))
+            return []
         try:
-            self.port.timeout = timeout
-            data = self.port.read(max(1, self.port.in_waiting))
+            port.timeout = timeout
+            data = port.read(max(1, port.in_waiting))
         except (serial.SerialException, OSError):
-            self.port.close()
-            self.port = None
+            self.link.lost()
             self.reconnects += 1
             return []
         return self.deframer.feed(data) if data else []
 
     def close(self) -> None:
-        if self.port is not None:
-            self.port.close()
+        self.link.close()

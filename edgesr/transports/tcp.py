@@ -6,6 +6,8 @@ import socket
 import threading
 import time
 
+from ..backoff import Backoff
+from ..errors import ConfigError
 from ..protocol import StreamDeframer, frame_bytes
 from ..slot import Slot
 from .base import Sink, log
@@ -46,15 +48,19 @@ class _Client:
 
 
 class TCPSink(Sink):
-    def __init__(self, url, host, port, **kw):
-        super().__init__(url, **kw)
-        self.addr = (host, port)
+    def __init__(self, endpoint, **kw):
+        super().__init__(endpoint, **kw)
+        self.addr = (endpoint.host, endpoint.port)
         self.clients: list[_Client] = []
         self.lock = threading.Lock()
         self.stats.update(clients=0, client_drops=0)
 
     def open(self) -> None:
-        self.server = socket.create_server(self.addr, reuse_port=False)
+        try:
+            self.server = socket.create_server(self.addr, reuse_port=False, backlog=64)
+        except OSError as e:
+            raise ConfigError(f"{self.url}: cannot listen on {self.addr[0]}:{self.addr[1]} ({e.strerror or e}; "
+                              "port in use or address not on this machine?)") from None
         self.server.settimeout(0.2)
         self.port = self.server.getsockname()[1]
         self.acceptor = threading.Thread(target=self._accept, name=f"tcp accept {self.addr}", daemon=True)
@@ -108,24 +114,26 @@ class TCPSink(Sink):
 class TCPReader:
     """Connects to a device's tcp:// sink; reconnects with exponential backoff (0.2 s .. 5 s)."""
 
-    def __init__(self, host: str, port: int):
-        self.addr = (host, port)
+    def __init__(self, endpoint):
+        self.addr = (endpoint.host, endpoint.port)
         self.sock = None
         self.deframer = StreamDeframer()
-        self.backoff, self.next_try = 0.2, 0.0
+        self.backoff = Backoff(0.2, 5.0)
         self.reconnects = 0
+        self.last_error = None  # why the last connection attempt failed (reported when no frame ever came)
 
     def _connect(self) -> bool:
-        if time.monotonic() < self.next_try:
+        if not self.backoff.ready():
             return False
         try:
             self.sock = socket.create_connection(self.addr, timeout=2.0)
-            self.backoff = 0.2
+            self.backoff.reset()
             self.deframer = StreamDeframer()
+            self.last_error = None
             return True
-        except OSError:
-            self.next_try = time.monotonic() + self.backoff
-            self.backoff = min(5.0, self.backoff * 2)
+        except OSError as e:
+            self.last_error = f"cannot connect to {self.addr[0]}:{self.addr[1]} ({e.strerror or e})"
+            self.backoff.failed()
             return False
 
     def read(self, timeout: float = 0.5) -> list[bytes]:

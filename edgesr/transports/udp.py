@@ -5,6 +5,7 @@ import ipaddress
 import socket
 import struct
 
+from ..errors import ConfigError
 from .base import Sink
 
 
@@ -16,9 +17,9 @@ def _is_multicast(host: str) -> bool:
 
 
 class UDPSink(Sink):
-    def __init__(self, url, host, port, ttl: int = 1, **kw):
-        super().__init__(url, **kw)
-        self.addr, self.ttl = (host, port), ttl
+    def __init__(self, endpoint, **kw):
+        super().__init__(endpoint, **kw)
+        self.addr, self.ttl = (endpoint.host, endpoint.port), endpoint.ttl
 
     def open(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -44,16 +45,24 @@ class UDPSink(Sink):
 class UDPReader:
     """Binds HOST:PORT (joins the group for a multicast address) and returns datagrams."""
 
-    def __init__(self, host: str, port: int):
+    last_error = None
+
+    def __init__(self, endpoint):
+        host, port = endpoint.host, endpoint.port
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        if _is_multicast(host):
-            self.sock.bind(("", port))
-            mreq = struct.pack("4s4s", socket.inet_aton(socket.gethostbyname(host)), socket.inet_aton("0.0.0.0"))
-            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
-        else:
-            self.sock.bind((host, port))
+        try:
+            if _is_multicast(host):
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # several robots on one host
+                self.sock.bind(("", port))
+                mreq = struct.pack("4s4s", socket.inet_aton(socket.gethostbyname(host)), socket.inet_aton("0.0.0.0"))
+                self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+            else:
+                self.sock.bind((host, port))
+        except OSError as e:
+            self.sock.close()
+            raise ConfigError(f"{endpoint.url}: cannot bind {host}:{port} ({e.strerror or e}; port in use or "
+                              "address not on this machine?)") from None
 
     def read(self, timeout: float = 0.5) -> list[bytes]:
         self.sock.settimeout(timeout)

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import DATA
 from edgesr.imageio import read_rgb
-from edgesr.quality import degrade, imresize, mod_crop, psnr_y, ssim_y
+from edgesr.metrics import degrade, imresize, mod_crop, psnr_y, ssim_y
 
 
 @pytest.mark.parametrize("folder,scale,lit", [("Set5", 4, 28.42), ("Set5", 2, 33.66), ("Set5", 3, 30.39)])

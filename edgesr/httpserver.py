@@ -1,0 +1,92 @@
+"""The small threaded HTTP server that the MJPEG sink and the health endpoint share: bounded clients, client
+timeouts, a real listen backlog, one log line per client error, and a clear error when the port is taken."""
+from __future__ import annotations
+
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .errors import ConfigError
+
+log = logging.getLogger("edgesr.http")
+
+
+def reply(handler: BaseHTTPRequestHandler, code: int, ctype: str, body: bytes) -> None:
+    """A complete, uncached HTTP response."""
+    handler.send_response(code)
+    handler.send_header("Content-Type", ctype)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.send_header("Cache-Control", "no-store")
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Base request handler: quiet access log, a socket timeout so a stalled client cannot hold a thread."""
+
+    timeout = 10.0                       # seconds without progress on a client socket before it is dropped
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, *a):
+        pass
+
+
+class Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer with at most ``max_clients`` concurrent requests (more are answered 503 and counted)
+    and a backlog of 128 pending connections."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, addr, handler, name: str, max_clients: int = 64):
+        try:
+            super().__init__(addr, handler)
+        except OSError as e:
+            raise ConfigError(f"{name}: cannot listen on {addr[0]}:{addr[1]} ({e.strerror or e}; port in use or "
+                              "address not on this machine?)") from None
+        self.name, self.slots = name, threading.BoundedSemaphore(max_clients)
+        self.stats = {"clients_refused": 0, "client_errors": 0}
+
+    def process_request(self, request, client_address):
+        if not self.slots.acquire(blocking=False):
+            self.stats["clients_refused"] += 1
+            try:
+                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request, client_address):
+        """One line per client error (a viewer that closed its tab), never a traceback."""
+        import sys
+
+        self.stats["client_errors"] += 1
+        e = sys.exc_info()[1]
+        log.info("%s: client %s:%s: %s", self.name, *client_address[:2], type(e).__name__ if e else "error")
+
+    def start(self) -> "Server":
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
+                         name=self.name).start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+
+def listen_addr(hostport: str) -> tuple[str, int]:
+    host, _, port = hostport.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
