@@ -1,4 +1,8 @@
-"""Throw 10^6 random and mutated packets at the decoder and the assembler; count crashes (goal: none).
+"""Structure-aware fuzzing of the robot side: packets with a valid CRC (and a valid HMAC when keyed) and random
+header fields -- frame sizes up to 65535x65535, tile counts, fragments, scales, LR flags, payloads that are
+noise, real images of the declared size or image headers that lie -- through decoding, assembly and the
+receiver's upscaling path; plus byte-level mutations of real packets. Counts crashes (goal: none) and reports
+peak memory.
 
     python benchmarks/fuzz_protocol.py [--n 1000000]
 """
@@ -7,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import sys
 import time
 from pathlib import Path
@@ -15,8 +20,30 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edgesr.codec import encode  # noqa: E402
 from edgesr.errors import ProtocolError  # noqa: E402
-from edgesr.protocol import FrameAssembler, StreamDeframer, decode_packet, encode_frame  # noqa: E402
+from edgesr.protocol import FLAG_LR, Packet, StreamDeframer, decode_packet, encode_frame, encode_packet  # noqa: E402
+from edgesr.receiver import Receiver  # noqa: E402
+
+KEY = b"k" * 16
+
+
+def random_packet(rnd: random.Random, images: list[bytes]) -> bytes:
+    """A packet whose structure is valid (CRC, HMAC) and whose header fields are arbitrary."""
+    big = rnd.random() < 0.5
+    u16 = lambda: rnd.choice([0, 1, 2, 16, 255, 4096, 65535, rnd.randrange(65536)]) if big else rnd.randrange(1, 80)
+    fw, fh = u16(), u16()
+    tc = rnd.choice([1, 1, 2, 4, rnd.randrange(1, 65536)])
+    nfrag = rnd.choice([1, 1, 2, 255, rnd.randrange(1, 256)])
+    kind = rnd.randrange(3)
+    payload = (rnd.randbytes(rnd.randrange(0, 300)) if kind == 0 else rnd.choice(images) if kind == 1
+               else images[0][:20] + rnd.randbytes(40))  # a header, then garbage
+    p = Packet(stream=rnd.randrange(16), seq=rnd.randrange(1 << 32), timestamp_us=rnd.randrange(1 << 63),
+               frame_w=fw, frame_h=fh, tile_index=rnd.randrange(tc), tile_count=tc,
+               x=rnd.randrange(max(fw, 1)), y=rnd.randrange(max(fh, 1)), w=u16(), h=u16(),
+               codec=rnd.choice([1, 2, 3, rnd.randrange(256)]), scale=rnd.choice([1, 2, 3, 4, 8, rnd.randrange(256)]),
+               frag=rnd.randrange(nfrag), nfrag=nfrag, flags=rnd.choice([0, FLAG_LR]), payload=payload)
+    return encode_packet(p, KEY if rnd.random() < 0.5 else None)
 
 
 def main() -> None:
@@ -26,45 +53,59 @@ def main() -> None:
     a = ap.parse_args()
     rnd = random.Random(a.seed)
     rng = np.random.default_rng(a.seed)
+    # real tiles of the sizes the random headers often declare, so some frames complete and get upscaled
+    images = [encode(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), c, 80)
+              for h, w in ((16, 16), (8, 12), (1, 1), (40, 60)) for c in ("jpeg", "png", "webp")]
     seeds = [p for i in range(8) for p in encode_frame(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), i, i,
-                                                      tile=32, mtu=300, key=b"k" * 16 if i % 2 else None)]
-    asm, de = FrameAssembler(), StreamDeframer()
-    counts = {"valid": 0, "rejected": 0, "crashes": 0, "frames": 0}
+                                                      tile=32, mtu=300, key=KEY if i % 2 else None,
+                                                      scale=4 if i % 3 else 2, lr=i % 4 == 0)]
+    rx = Receiver("udp://127.0.0.1:0", key=None, upscale=True, threads=1)
+    de = StreamDeframer()
+    counts = {"structured": 0, "mutated": 0, "decoded": 0, "rejected": 0, "frames": 0, "crashes": 0}
     crashes = []
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     for i in range(a.n):
-        kind = i % 4
-        if kind == 0:
-            data = rnd.randbytes(rnd.randrange(0, 400))
+        if i % 4:
+            data = random_packet(rnd, images)
+            counts["structured"] += 1
         else:
             data = bytearray(rnd.choice(seeds))
             for _ in range(rnd.randrange(1, 4)):
+                j = rnd.randrange(len(data)) if data else 0
                 op = rnd.randrange(3)
                 if op == 0 and data:
-                    data[rnd.randrange(len(data))] ^= 1 << rnd.randrange(8)
+                    data[j] ^= 1 << rnd.randrange(8)
                 elif op == 1:
                     data = data[:rnd.randrange(len(data) + 1)]
                 elif data:
-                    data[rnd.randrange(len(data))] = rnd.randrange(256)
+                    data[j] = rnd.randrange(256)
             data = bytes(data)
+            counts["mutated"] += 1
         try:
             p = decode_packet(data, key=None)
-            counts["valid"] += 1
-            counts["frames"] += len(asm.add(p, now=i))
+            counts["decoded"] += 1
+            for f in rx.assembler.add(p, now=i * 1e-3):
+                rx._finish(f)
+                counts["frames"] += 1
         except ProtocolError:
             counts["rejected"] += 1
-        except Exception as e:  # anything else is a bug
+        except Exception as e:  # noqa: BLE001 -- anything else is a bug: counted, not fatal
             counts["crashes"] += 1
             crashes.append(repr(e)[:200])
         if i % 50 == 0:
             try:
                 de.feed(data)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001
                 counts["crashes"] += 1
                 crashes.append("deframer " + repr(e)[:200])
     el = time.perf_counter() - t0
-    print(json.dumps({"packets": a.n, **counts, "seconds": round(el, 1), "packets_per_s": int(a.n / el),
-                      "assembler_pending": len(asm.pending), "first_crashes": crashes[:5]}))
+    rx.close()
+    print(json.dumps({"packets": a.n, **counts, **{f"assembler_{k}": v for k, v in rx.assembler.stats.items()},
+                      "upscaled": rx.stats["upscaled"], "upscale_errors": rx.stats["upscale_errors"],
+                      "seconds": round(el, 1), "packets_per_s": int(a.n / el),
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                      "rss_after_setup_mb": round(rss0, 1), "first_crashes": crashes[:5]}))
     sys.exit(1 if counts["crashes"] else 0)
 
 

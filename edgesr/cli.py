@@ -145,25 +145,30 @@ def info(model, as_json):
 @click.option("--threads", type=click.IntRange(1, 64), default=None, help="CPU threads (default: all cores)")
 @click.option("--scale", type=SCALE, default=None, help="for models without a card")
 @texture_option(0.0)
+@click.option("--max-output-mp", type=click.FloatRange(0.01), default=256.0, show_default=True,
+              help="refuse inputs whose upscaled size exceeds this many megapixels (3 bytes each in memory)")
 @friendly
-def upscale(input, output, model, backend, threads, scale, texture_threshold):
+def upscale(input, output, model, backend, threads, scale, texture_threshold, max_output_mp):
     """Upscale an image, a folder of images (OUTPUT folder gets <stem>.png) or a video (same fps)."""
     from .engine import Engine
-    from .imageio import read_rgb, write_rgb
-    from .media import kind_of, upscale_folder, upscale_video
+    from .media import kind_of, upscale_folder, upscale_image, upscale_video
 
     kind = kind_of(input)
     eng = Engine(model, backend=backend, threads=threads, scale=scale, texture_threshold=texture_threshold)
+    failed = []
     if kind == "image":
-        img = read_rgb(input)
-        write_rgb(output, eng.upscale(img))
+        upscale_image(eng, input, output, max_output_mp)
         n = 1
     elif kind == "folder":
-        n = upscale_folder(eng, input, output, click.progressbar)
+        n, failed = upscale_folder(eng, input, output, click.progressbar, max_output_mp)
     else:
-        n = upscale_video(eng, input, output, click.progressbar)
+        n = upscale_video(eng, input, output, click.progressbar, max_output_mp)
     click.echo(f"{n} {kind if n == 1 else 'frames' if kind == 'video' else 'images'} -> {output} "
                f"({eng.path.name}, x{eng.scale}, {eng.backend})", err=True)
+    for line in failed:
+        click.echo(f"error: {line}", err=True)
+    if failed:
+        sys.exit(2)
 
 
 @main.command()

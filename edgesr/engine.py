@@ -21,13 +21,16 @@ from .upscaler import check_frame
 
 log = logging.getLogger("edgesr.engine")
 ADAPTIVE_BATCH = 1  # tiles per invoke for a dynamic-shape model in adaptive mode (XNNPACK: batch 1 wastes nothing)
+WHOLE_FRAME_MAX = 640 * 480  # LR pixels a dynamic model runs in one call; larger frames go in tiles (bounded memory)
+BIG_TILE = 256               # LR tile interior for those frames
 
 
 class Engine:
     """Upscales RGB uint8 frames with one model. Not thread-safe: one engine per thread."""
 
     def __init__(self, model: str | os.PathLike | None = None, backend: str = "auto", threads: int | None = None,
-                 scale: int | None = None, texture_threshold: float = 0.0, texture_tile: int = 64):
+                 scale: int | None = None, texture_threshold: float = 0.0, texture_tile: int = 64,
+                 whole_frame_max: int = WHOLE_FRAME_MAX):
         if backend not in BACKENDS:
             raise BackendError(f"backend must be {', '.join(BACKENDS)}, not {backend!r}")
         path = resolve_model(None if model is None else str(model), scale or 4)
@@ -68,6 +71,7 @@ class Engine:
             raise InputError("texture_threshold must be >= 0 and texture_tile 8..1024")
         self.texture_threshold = float(texture_threshold)  # > 0: adaptive tiles (edgesr.adaptive)
         self.texture_tile = int(texture_tile)               # LR tile interior for dynamic-shape models
+        self.whole_frame_max = int(whole_frame_max)         # interpreter memory grows ~0.5 kB per LR pixel
         self.last_sr_fraction = 1.0                         # share of tiles the model ran on, last frame
 
     def _setup_io(self) -> None:
@@ -81,6 +85,7 @@ class Engine:
         self.dynamic = sig[1] < 0 or sig[2] < 0
         self.batch = max(int(i["shape"][0]), 1)
         self.tile = None if self.dynamic else (int(i["shape"][1]), int(i["shape"][2]))
+        self._check_card(it, i, o)
         self.in_dtype, self.out_dtype = np.dtype(i["dtype"]), np.dtype(o["dtype"])
         self._in_index, self._out_index = i["index"], o["index"]
         self._in_lut = self._out_lut = None
@@ -102,6 +107,23 @@ class Engine:
         self._tilers: dict = {}
         self._shape = None
         self.last_invoke_s = 0.0  # interpreter time of the last upscale() (bench splits Python vs model time)
+
+    def _check_card(self, it, i, o) -> None:
+        """The card must describe the model it sits beside: tile shape and scale from the real tensors."""
+        name, c = self.path.name, self.card
+        if c.tile is not None and tuple(c.tile) != self.tile:
+            raise ModelError(f"{name}: card says tile {c.tile}, the model's input is "
+                             f"{'dynamic' if self.dynamic else list(self.tile)}; fix the card's \"tile\"")
+        h, w = self.tile or (8, 8)
+        if self.dynamic:
+            it.resize_tensor_input(i["index"], [1, h, w, 3], strict=False)
+            it.allocate_tensors()
+        out = [int(v) for v in it.get_output_details()[0]["shape"]]
+        if len(out) != 4 or out[-1] != 3 or out[1] % h or out[2] % w or out[1] // h != out[2] // w:
+            raise ModelError(f"{name}: output shape {out} is not an integer upscale of input {h}x{w}x3")
+        if out[1] // h != c.scale:
+            raise ModelError(f"{name}: card says scale {c.scale}, the model upscales x{out[1] // h}; "
+                             "fix the card's \"scale\"")
 
     # -- per-frame path ---------------------------------------------------------------------------------
     def _to_input(self, src: np.ndarray, dst: np.ndarray) -> None:
@@ -131,10 +153,10 @@ class Engine:
         self.last_invoke_s = time.perf_counter() - t0
         self._from_output(it.tensor(self._out_index)()[0], out)
 
-    def _tiler(self, h: int, w: int) -> Tiler:
-        """Tiles for this frame size: the model's fixed tile, or (adaptive mode) texture_tile + context."""
+    def _tiler(self, h: int, w: int, interior: int | None = None) -> Tiler:
+        """Tiles for this frame size: the model's fixed tile, or ``interior`` (default texture_tile) + context."""
         m = self.card.margin
-        tile = self.tile or (self.texture_tile + 2 * m,) * 2
+        tile = self.tile or ((interior or self.texture_tile) + 2 * m,) * 2
         tiler = self._tilers.get((h, w, tile))
         if tiler is None:
             tiler = self._tilers[(h, w, tile)] = Tiler((h, w), tile, m, self.scale)
@@ -181,7 +203,7 @@ class Engine:
         tiler = self._tiler(h, w)
         chosen = np.flatnonzero(texture_scores(frame, interiors(tiler)) > self.texture_threshold).tolist()
         self.last_sr_fraction = len(chosen) / len(tiler)
-        if self.dynamic and len(chosen) * np.prod(tiler.tile_hw) >= h * w:
+        if self.dynamic and len(chosen) * np.prod(tiler.tile_hw) >= h * w and h * w <= self.whole_frame_max:
             self._run_whole(frame, out)  # so much texture that tiles would cost more than the whole frame
             return
         cv2.resize(frame, (w * self.scale, h * self.scale), dst=out, interpolation=cv2.INTER_CUBIC)
@@ -200,10 +222,10 @@ class Engine:
         self.last_sr_fraction = 1.0
         if self.texture_threshold > 0:
             self._run_adaptive(frame, out)
-        elif self.dynamic:
+        elif self.dynamic and h * w <= self.whole_frame_max:
             self._run_whole(frame, out)
-        else:
-            tiler = self._tiler(h, w)
+        else:  # fixed-shape model, or a frame too big to run whole: tiles into the preallocated output
+            tiler = self._tiler(h, w, max(8, min(BIG_TILE, min(h, w) - 2 * self.card.margin)))
             self._run_tiles(tiler.pad(frame), tiler, range(len(tiler)), lambda t, i: tiler.place(out, t, i))
         if self.card.color_order == "BGR":
             out[...] = out[:, :, ::-1]

@@ -26,9 +26,20 @@ class Handler(BaseHTTPRequestHandler):
 
     timeout = 10.0                       # seconds without progress on a client socket before it is dropped
     protocol_version = "HTTP/1.0"
+    send_buffer = 256 << 10              # bytes the kernel queues for one client: a stalled one is found in ~1 s
+
+    def setup(self):
+        import socket
+
+        self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
+        super().setup()
 
     def log_message(self, *a):
         pass
+
+    def log_error(self, fmt, *args):
+        """The standard library's one-line client errors (a client that timed out): counted and logged once."""
+        self.server.client_error(self.client_address, fmt % args if args else fmt)
 
 
 class Server(ThreadingHTTPServer):
@@ -68,9 +79,13 @@ class Server(ThreadingHTTPServer):
         """One line per client error (a viewer that closed its tab), never a traceback."""
         import sys
 
-        self.stats["client_errors"] += 1
         e = sys.exc_info()[1]
-        log.info("%s: client %s:%s: %s", self.name, *client_address[:2], type(e).__name__ if e else "error")
+        self.client_error(client_address, f"{type(e).__name__}: {e}" if e else "error")
+
+    def client_error(self, client_address, what: str) -> None:
+        self.stats["client_errors"] += 1
+        host, port = (tuple(client_address) + ("?", "?"))[:2]
+        log.info("%s: client %s:%s dropped (%s)", self.name, host, port, what)
 
     def start(self) -> "Server":
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,

@@ -26,14 +26,34 @@ def sample_frame(size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(read_rgb(SAMPLE), size, interpolation=cv2.INTER_AREA))
 
 
+def truncated(data: bytes) -> bool:
+    """A JPEG without its end-of-image marker or a PNG without its IEND chunk: the decoders would fill the
+    missing part with grey and say nothing (JPEG) or print a libpng line (PNG)."""
+    if data[:2] == b"\xff\xd8":
+        return b"\xff\xd9" not in data[-64:]
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" not in data[-32:]
+    return False
+
+
 def read_rgb(path, error=InputError) -> np.ndarray:
-    """HxWx3 RGB uint8; greyscale becomes 3 channels, alpha is dropped. Raises ``error`` naming the file."""
+    """HxWx3 RGB uint8; greyscale becomes 3 channels, alpha is dropped. Raises ``error`` naming the file when it
+    is missing, truncated or not an image."""
     import cv2
+
+    from .interpreter import quiet_native_stderr
 
     p = Path(path)
     if not p.is_file():
         raise error(f"{p}: no such file")
-    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise error(f"{p}: cannot read ({e.strerror})") from None
+    if truncated(data):
+        raise error(f"{p}: truncated image (the file ends before the image does)")
+    with quiet_native_stderr(force=True):  # libpng/libjpeg warnings: our one line says it instead
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise error(f"{p}: not a readable image")
     if img.dtype != np.uint8:

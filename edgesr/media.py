@@ -24,18 +24,41 @@ def kind_of(path: Path) -> str:
                      f"videos: {', '.join(sorted(VIDEO_FOURCC))})")
 
 
-def upscale_folder(engine, src: Path, dst: Path, progress) -> int:
+MAX_OUTPUT_MP = 256.0  # megapixels an upscaled image may have (3 bytes each in memory); --max-output-mp
+
+
+def check_output_size(h: int, w: int, scale: int, max_mp: float, what) -> None:
+    """InputError naming the limit when the upscaled image would exceed ``max_mp`` megapixels."""
+    mp = h * w * scale * scale / 1e6
+    if mp > max_mp:
+        raise InputError(f"{what}: {w}x{h} x{scale} would be {w * scale}x{h * scale} = {mp:.0f} MP, over the "
+                         f"limit of {max_mp:g} MP (~{3 * max_mp:.0f} MB); raise --max-output-mp or use a smaller input")
+
+
+def upscale_image(engine, src: Path, dst: Path, max_mp: float = MAX_OUTPUT_MP) -> None:
+    img = read_rgb(src)
+    check_output_size(img.shape[0], img.shape[1], engine.scale, max_mp, src)
+    write_rgb(dst, engine.upscale(img))
+
+
+def upscale_folder(engine, src: Path, dst: Path, progress, max_mp: float = MAX_OUTPUT_MP) -> tuple[int, list[str]]:
+    """Upscale every image of ``src`` into ``dst``; a bad image is reported and skipped, not fatal.
+    Returns (images written, one line per image that failed)."""
     files = sorted(p for p in src.iterdir() if is_image(p))
     if not files:
         raise InputError(f"{src}: no images in folder")
     dst.mkdir(parents=True, exist_ok=True)
+    failed = []
     with progress(files, label=f"upscaling {len(files)} images") as bar:
         for f in bar:
-            write_rgb(dst / f"{f.stem}.png", engine.upscale(read_rgb(f)))
-    return len(files)
+            try:
+                upscale_image(engine, f, dst / f"{f.stem}.png", max_mp)
+            except InputError as e:
+                failed.append(str(e))
+    return len(files) - len(failed), failed
 
 
-def upscale_video(engine, src: Path, dst: Path, progress) -> int:
+def upscale_video(engine, src: Path, dst: Path, progress, max_mp: float = MAX_OUTPUT_MP) -> int:
     import cv2
 
     fourcc = VIDEO_FOURCC.get(dst.suffix.lower())
@@ -49,6 +72,7 @@ def upscale_video(engine, src: Path, dst: Path, progress) -> int:
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     h, w = frame.shape[:2]
     s = engine.scale
+    check_output_size(h, w, s, max_mp, src)
     tmp, final = atomic_path(dst)
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (w * s, h * s))
     if not writer.isOpened():

@@ -159,6 +159,32 @@ class StreamDeframer:
 
 
 # -- reassembly ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Limits:
+    """What a receiver accepts from the network; a packet over any limit is dropped and counted (``over_limit``).
+    Memory in assembly is bounded by ``max_pending * max_frame_bytes`` plus one canvas per stream."""
+    max_frame_pixels: int = 3840 * 2160     # declared frame width x height (one canvas: 3 bytes a pixel)
+    max_side: int = 8192                    # declared frame width or height
+    max_tiles: int = 4096                   # tiles in one frame
+    max_tile_pixels: int = 1024 * 1024      # one tile's width x height (the decoder is checked against it)
+    max_frame_bytes: int = 16 << 20         # payload bytes buffered for one frame in assembly
+    max_pending: int = 3                    # frames in assembly at once
+    max_streams: int = 8                    # stream ids remembered (each keeps its last canvas)
+    max_output_pixels: int = 7680 * 4320    # the upscaled size at the receiver (LR frame x scale^2)
+
+    def check(self, p: "Packet") -> str | None:
+        """Why packet ``p`` is over a limit, or None."""
+        if p.frame_w > self.max_side or p.frame_h > self.max_side or p.frame_w * p.frame_h > self.max_frame_pixels:
+            return f"frame {p.frame_w}x{p.frame_h} over {self.max_frame_pixels} pixels / side {self.max_side}"
+        if p.tile_count > self.max_tiles:
+            return f"{p.tile_count} tiles over {self.max_tiles}"
+        if p.w * p.h > self.max_tile_pixels:
+            return f"tile {p.w}x{p.h} over {self.max_tile_pixels} pixels"
+        if p.flags & FLAG_LR and p.frame_w * p.frame_h * p.scale * p.scale > self.max_output_pixels:
+            return f"x{p.scale} of {p.frame_w}x{p.frame_h} over {self.max_output_pixels} output pixels"
+        return None
+
+
 @dataclass
 class Frame:
     """A received frame. ``missing_tiles`` lists tile indexes that did not arrive (filled from the previous
@@ -179,32 +205,50 @@ def _newer(a: int, b: int) -> bool:
 
 
 class FrameAssembler:
-    """Packets (any order, duplicates, losses) -> frames in sequence order, with bounded memory."""
+    """Packets (any order, duplicates, losses) -> frames in sequence order, with memory bounded by ``limits``."""
 
-    def __init__(self, max_pending: int = 3, fill_missing: bool = True):
-        self.max_pending, self.fill_missing = max_pending, fill_missing
+    def __init__(self, max_pending: int | None = None, fill_missing: bool = True, limits: Limits | None = None):
+        self.limits = limits or Limits()
+        self.max_pending, self.fill_missing = max_pending or self.limits.max_pending, fill_missing
         self.pending: dict[tuple[int, int], dict] = {}
         self.last_emitted: dict[int, int] = {}
         self.previous: dict[int, np.ndarray] = {}
         self.stats = {"frames": 0, "complete": 0, "partial": 0, "tiles_missing": 0, "duplicates": 0,
-                      "late": 0, "bad_tiles": 0}
+                      "late": 0, "bad_tiles": 0, "over_limit": 0}
+        self.last_over_limit: str | None = None
+
+    def _over(self, why: str) -> list:
+        self.stats["over_limit"] += 1
+        self.last_over_limit = why
+        return []
 
     def add(self, p: Packet, now: float = 0.0) -> list[Frame]:
+        why = self.limits.check(p)
+        if why:
+            return self._over(why)
+        if p.stream not in self.last_emitted and len(self.last_emitted) >= self.limits.max_streams \
+                and not any(k[0] == p.stream for k in self.pending):
+            return self._over(f"stream {p.stream}: more than {self.limits.max_streams} streams")
         last = self.last_emitted.get(p.stream)
         if last is not None and not _newer(p.seq, last):
             self.stats["late"] += 1
             return []
-        f = self.pending.setdefault((p.stream, p.seq), {"first": p, "tiles": {}, "arrived": now})
+        f = self.pending.setdefault((p.stream, p.seq), {"first": p, "tiles": {}, "arrived": now, "bytes": 0})
         f["last"] = now
         first = f["first"]
-        if (p.frame_w, p.frame_h, p.tile_count) != (first.frame_w, first.frame_h, first.tile_count):
+        if (p.frame_w, p.frame_h, p.tile_count, p.scale, p.flags & FLAG_LR) != \
+                (first.frame_w, first.frame_h, first.tile_count, first.scale, first.flags & FLAG_LR):
             self.stats["bad_tiles"] += 1
             return []
+        if f["bytes"] + len(p.payload) > self.limits.max_frame_bytes:
+            return self._over(f"frame {p.seq} over {self.limits.max_frame_bytes} bytes in assembly")
         frags = f["tiles"].setdefault(p.tile_index, {"p": p, "frags": {}})
-        if p.frag in frags["frags"] or p.nfrag != frags["p"].nfrag:
+        if p.frag in frags["frags"] or p.nfrag != frags["p"].nfrag or \
+                (frags["p"].x, frags["p"].y, frags["p"].w, frags["p"].h) != (p.x, p.y, p.w, p.h):
             self.stats["duplicates"] += 1
             return []
         frags["frags"][p.frag] = p.payload
+        f["bytes"] += len(p.payload)
         out = []
         if len(f["tiles"]) == first.tile_count and all(len(t["frags"]) == t["p"].nfrag for t in f["tiles"].values()):
             out += self._emit_until(p.stream, p.seq, now)

@@ -1,13 +1,16 @@
 """Robot side: ``for frame in Receiver(url, key=..., upscale=True): frame.image, frame.seq, ...``."""
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
 
-from .errors import ProtocolError
-from .protocol import AuthError, Frame, FrameAssembler, decode_packet
+from .errors import EdgeSRError, ProtocolError
+from .protocol import AuthError, Frame, FrameAssembler, Limits, decode_packet
 from .transports import open_reader, parse_url
+
+log = logging.getLogger("edgesr.receiver")
 
 
 class Receiver:
@@ -15,16 +18,19 @@ class Receiver:
     (SR at receiver) with ``model`` or the shipped default of the frame's scale."""
 
     def __init__(self, url: str, key: bytes | None = None, upscale: bool = True, model: str | None = None,
-                 backend: str = "auto", threads: int | None = None, max_age: float = 0.5, latest_only: bool = True):
+                 backend: str = "auto", threads: int | None = None, max_age: float = 0.5, latest_only: bool = True,
+                 limits: Limits | None = None):
         self.url, self.key, self.upscale, self.model = url, key, upscale, model
         self.backend, self.threads, self.max_age = backend, threads, max_age
         self.latest_only = latest_only  # a robot wants the newest frame: skip superseded ones, never queue
         self.endpoint = parse_url(url)
         self.scheme = self.endpoint.scheme
         self.reader = None if self.scheme == "http" else open_reader(self.endpoint)
-        self.assembler = FrameAssembler()
+        self.limits = limits or Limits()
+        self.assembler = FrameAssembler(limits=self.limits)
         self.engines: dict[int, object] = {}
-        self.stats = {"packets": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0, "skipped": 0}
+        self.stats = {"packets": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0, "skipped": 0,
+                      "upscale_errors": 0}
         self.latencies: list[float] = []
         self._closed = False
 
@@ -33,13 +39,22 @@ class Receiver:
 
         if scale not in self.engines:
             self.engines[scale] = Engine(self.model, backend=self.backend, threads=self.threads, scale=scale)
-        return self.engines[scale]
+        eng = self.engines[scale]
+        if eng.scale != scale:
+            raise EdgeSRError(f"the model is x{eng.scale}, the frame asks for x{scale}")
+        return eng
 
     def _finish(self, f: Frame) -> Frame:
         if f.lr and f.scale > 1 and self.upscale:
-            f.image = self._engine(f.scale).upscale(f.image)
-            f.lr = False
-            self.stats["upscaled"] += 1
+            try:
+                f.image = self._engine(f.scale).upscale(f.image)
+                f.lr = False
+                self.stats["upscaled"] += 1
+            except EdgeSRError as e:  # e.g. no model for this scale: deliver the LR frame, say so once
+                if not self.stats["upscale_errors"]:
+                    log.warning("%s: cannot upscale x%d frames (%s); delivering them as received", self.url,
+                                f.scale, e)
+                self.stats["upscale_errors"] += 1
         self.stats["frames"] += 1
         self.latencies.append(time.time() - f.timestamp)
         del self.latencies[:-1000]
@@ -76,7 +91,7 @@ class Receiver:
     def _mjpeg(self, timeout):
         import urllib.request
 
-        from .codec import decode
+        from .codec import decode, image_size
         from .transports.http_mjpeg import MultipartParser
 
         e = self.endpoint
@@ -95,6 +110,10 @@ class Receiver:
                 if not data:
                     return
                 for jpeg in parser.feed(data):
+                    w, h = image_size(jpeg) or (0, 0)
+                    if not 0 < w * h <= self.limits.max_frame_pixels or max(w, h) > self.limits.max_side:
+                        self.stats["bad_packets"] += 1  # no header, or over the limits: never decoded
+                        continue
                     try:
                         img = decode(jpeg)
                     except ProtocolError:

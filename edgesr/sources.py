@@ -3,6 +3,7 @@ synthetic pan/zoom over a real photo. ``read()`` returns RGB uint8 or raises Sou
 EndOfSource (a finite input ran out)."""
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -12,6 +13,8 @@ import numpy as np
 
 from .errors import EdgeSRError
 from .imageio import SAMPLE, is_image
+
+log = logging.getLogger("edgesr.sources")
 
 
 class SourceError(EdgeSRError):
@@ -197,33 +200,43 @@ class VideoFileSource(_CaptureSource):
 
 
 class ImageFolderSource(Source):
-    """The images of a folder in name order (or one image file), repeated when ``loop``."""
+    """The images of a folder in name order (or one image file), repeated when ``loop``. An unreadable image
+    is skipped with one warning per file (not one per pass)."""
 
     def __init__(self, path, loop: bool = True, fps: float = 10.0):
         self.path, self.loop, self.name, self.i = Path(path), loop, str(path), 0
         self.pacer = Pacer(fps)
+        self.bad: set[Path] = set()
+
+    def _files(self) -> list[Path]:
+        if self.path.is_dir():
+            return sorted(p for p in self.path.glob("*") if is_image(p))
+        return [self.path] if self.path.is_file() else []
 
     def read(self) -> np.ndarray:
         from .errors import InputError
         from .imageio import read_rgb
 
-        if self.path.is_dir():
-            files = sorted(p for p in self.path.glob("*") if is_image(p))
-        else:
-            files = [self.path] if self.path.is_file() else []
+        files = self._files()
         if not files:
             raise SourceError(f"{self.path}: no images (missing, deleted or empty)")
-        if self.i >= len(files):
-            if not self.loop:
-                raise EndOfSource(f"{self.path}: all images sent")
-            self.i = 0
         self.pacer.wait()
-        f = files[self.i]
-        self.i += 1
-        try:
-            return read_rgb(f)
-        except InputError as e:
-            raise SourceError(str(e)) from None
+        for _ in range(len(files)):
+            if self.i >= len(files):
+                if not self.loop:
+                    raise EndOfSource(f"{self.path}: all images sent")
+                self.i = 0
+            f = files[self.i]
+            self.i += 1
+            try:
+                img = read_rgb(f)
+                self.bad.discard(f)
+                return img
+            except InputError as e:
+                if f not in self.bad:
+                    log.warning("%s (skipped)", e)
+                    self.bad.add(f)
+        raise SourceError(f"{self.path}: no readable image ({len(self.bad)} unreadable)")
 
 
 def open_source(spec: str, size=None, fps: float | None = None, loop: bool = True) -> Source:

@@ -45,3 +45,17 @@ def test_unit_has_the_contract():
     for line in ("Type=notify", "WatchdogSec=", "RestartPreventExitStatus=2", "DynamicUser=yes", "DevicePolicy=closed",
                  "ProtectSystem=strict", "ConfigurationDirectory=edgesr", "StateDirectory=edgesr"):
         assert line in text
+
+
+def test_unit_starts_without_a_coral():
+    """Only groups a plain Raspberry Pi OS image has; DeviceAllow names device classes or device nodes, never a
+    folder (systemd rejects those); the Coral PCIe group comes from a drop-in."""
+    text = UNIT.read_text()
+    groups = next(line for line in text.splitlines() if line.startswith("SupplementaryGroups=")).split("=", 1)[1]
+    assert set(groups.split()) <= {"video", "dialout", "plugdev", "render", "gpio", "i2c", "spi"}
+    for line in text.splitlines():
+        if line.startswith("DeviceAllow="):
+            what = line.split("=", 1)[1].split()[0]
+            assert what.startswith(("char-", "block-")) or (what.startswith("/dev/") and not Path(what).is_dir())
+    dropin = ROOT / "firmware-configs" / "coral-pcie" / "apex.conf"
+    assert "SupplementaryGroups=apex" in dropin.read_text()

@@ -71,8 +71,9 @@ class MJPEGSink(Sink):
                             jpeg, seen = sink.jpeg, sink.count_frames
                         self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: "
                                          f"{len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
-                finally:
+                finally:  # a client dropped mid-stream missed every frame since its last one
                     sink.stats["clients"] -= 1
+                    sink.stats["client_frames_skipped"] += max(0, sink.count_frames - max(seen, 0) - 1)
 
         self.server = Server(self.addr, MJPEGHandler, f"http sink {self.url}", self.max_clients).start()
         self.port = self.server.port
