@@ -59,7 +59,7 @@ class Server(ThreadingHTTPServer):
         self.stats = {"clients_refused": 0, "client_errors": 0}
 
     def process_request(self, request, client_address):
-        if not self.slots.acquire(blocking=False):
+        if not self.slots.acquire(timeout=1.0):  # a free slot within a second, else 503
             self.stats["clients_refused"] += 1
             try:
                 request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
