@@ -28,7 +28,6 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=30)

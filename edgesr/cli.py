@@ -276,7 +276,9 @@ def calibrate(config_path, seconds, out):
 
 
 @main.command()
-@click.argument("url")
+@click.argument("url", required=False)
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="TOML with a [receiver] table (url, publish, record, key_file, model, upscale)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="write frames as PNGs")
 @click.option("--count", type=click.IntRange(1), default=None, help="stop after N frames")
 @click.option("--timeout", type=click.FloatRange(0.1), default=10.0, show_default=True,
@@ -286,14 +288,37 @@ def calibrate(config_path, seconds, out):
 @click.option("--model", default=None, help="model for SR at the receiver (default: shipped, by frame scale)")
 @click.option("--show", is_flag=True, help="display frames in a window (needs an OpenCV build with GUI)")
 @click.option("--all-frames", is_flag=True, help="keep every frame (recording) instead of skipping to the newest")
+@click.option("--publish", "publish", multiple=True,
+              help="republish frames: ros2:///TOPIC?router=tcp/HOST:7447&distro=jazzy, foxglove://HOST:PORT (repeatable)")
+@click.option("--record", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="record the frames as ROS 2 sensor_msgs/CompressedImage into this .mcap file")
 @friendly
-def receive(url, out, count, timeout, key_file, no_upscale, model, show, all_frames):
-    """Receive frames from a device (udp:// binds locally; tcp://, http:// connect; serial:// opens the port)."""
-    from .config import read_key
+def receive(url, config_path, out, count, timeout, key_file, no_upscale, model, show, all_frames, publish, record):
+    """Receive frames from a device (udp:// binds locally; tcp://, http:// connect; serial:// opens the port)
+    and optionally republish them to ROS 2, Foxglove and MCAP (README, Robots)."""
+    from .config import ReceiverConfig, load_receiver, read_key
+    from .errors import ConfigError
     from .imageio import write_rgb
+    from .outputs import open_output
     from .receiver import Receiver
 
-    rx = Receiver(url, key=read_key(key_file or ""), upscale=not no_upscale, model=model, latest_only=not all_frames)
+    rc = load_receiver(config_path) if config_path else ReceiverConfig()
+    url = url or rc.url
+    if not url:
+        raise ConfigError("no URL: pass one (e.g. udp://0.0.0.0:5600) or url = ... in the [receiver] table")
+    publish = list(publish) or rc.publish
+    record = record or (Path(rc.record) if rc.record else None)
+    outputs = [open_output(u) for u in publish]
+    if record:
+        outputs.append(open_output(f"mcap://{Path(record).resolve()}"))
+    rx = Receiver(url, key=read_key(key_file or rc.key_file), upscale=not no_upscale and rc.upscale,
+                  model=model or rc.model or None, latest_only=not all_frames)
+    try:
+        for o in outputs:
+            rx.attach(o)
+    except BaseException:
+        rx.close()
+        raise
     if out:
         out.mkdir(parents=True, exist_ok=True)
     n, t_first, t_last = 0, None, None

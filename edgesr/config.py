@@ -76,6 +76,29 @@ class ServeConfig:
     device_wait: float = 10.0       # seconds a /dev device may take to appear at start-up before exit code 2
 
 
+@dataclass
+class ReceiverConfig:
+    """The robot side (`edgesr receive --config robot.toml`, table [receiver])."""
+    url: str = ""
+    publish: list[str] = field(default_factory=list)   # ros2:///..., foxglove://HOST:PORT (README, Robots)
+    record: str = ""                                    # an .mcap file
+    key_file: str = ""
+    model: str = ""
+    upscale: bool = True
+
+
+def load_receiver(path) -> ReceiverConfig:
+    """The [receiver] table of ``path``, paths relative to the file; other tables are ignored."""
+    data = read_toml(path)
+    rc = from_dict(ReceiverConfig, data.get("receiver", {}), f"{path}: receiver", ConfigError)
+    base = Path(path).parent
+    if rc.key_file and not Path(rc.key_file).is_absolute():
+        rc.key_file = str(base / rc.key_file)
+    if rc.record and not Path(rc.record).is_absolute():
+        rc.record = str(base / rc.record)
+    return rc
+
+
 def resolve_topology(sink: SinkConfig) -> str:
     """'auto' from the link study (README, Streaming): links with a bit budget (serial radios, `bitrate` set)
     get LR frames upscaled on the robot; HTTP viewers (browsers) and unlimited links get upscaled frames."""

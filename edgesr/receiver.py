@@ -32,7 +32,13 @@ class Receiver:
         self.stats = {"packets": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0, "skipped": 0,
                       "upscale_errors": 0}
         self.latencies: list[float] = []
+        self.outputs: list = []  # edgesr.outputs: ROS 2, Foxglove, MCAP (each with its own slot and thread)
         self._closed = False
+
+    def attach(self, output) -> "Receiver":
+        """Republish every frame to ``output`` (an ``edgesr.outputs.Output``, started here)."""
+        self.outputs.append(output.start())
+        return self
 
     def _engine(self, scale: int):
         from .engine import Engine
@@ -56,6 +62,8 @@ class Receiver:
                                 f.scale, e)
                 self.stats["upscale_errors"] += 1
         self.stats["frames"] += 1
+        for o in self.outputs:
+            o.submit(f)
         self.latencies.append(time.time() - f.timestamp)
         del self.latencies[:-1000]
         return f
@@ -130,9 +138,12 @@ class Receiver:
         a = self.assembler.stats
         lat = sorted(self.latencies)
         return {**self.stats, **{f"assembler_{k}": v for k, v in a.items()},
+                **({"outputs": {o.url: o.snapshot() for o in self.outputs}} if self.outputs else {}),
                 "latency_ms_median": round(1000 * lat[len(lat) // 2], 1) if lat else None}
 
     def close(self) -> None:
         self._closed = True
         if self.reader is not None:
             self.reader.close()
+        for o in self.outputs:
+            o.close()

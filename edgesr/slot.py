@@ -36,3 +36,16 @@ class Slot:
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+def consume(slot: Slot, handle, stop: threading.Event | None = None, timeout: float = 0.2) -> None:
+    """Call ``handle(item)`` with each newest item until the slot is closed, ``stop`` is set, or ``handle``
+    returns False (the consumer thread of every sink, client and output)."""
+    while stop is None or not stop.is_set():
+        item = slot.get(timeout)
+        if item is None:
+            if slot.closed:
+                return
+            continue
+        if handle(item) is False:
+            return

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..protocol import encode_frame
 from ..ratecontrol import RateController
-from ..slot import Slot
+from ..slot import Slot, consume
 
 log = logging.getLogger("edgesr.transports")
 
@@ -74,18 +74,17 @@ class Sink:
         return pk
 
     def _loop(self) -> None:
-        while not self.stop.is_set():
-            f = self.slot.get(timeout=0.2)
-            if f is None:
-                continue
-            try:
-                if self.send(f):
-                    self.stats["frames_sent"] += 1
-                    self.stats["latency_ms"] = round(1000 * (time.monotonic() - f.captured_at), 2)
-            except Exception as e:  # a sink must never take the daemon down; it reconnects or drops
-                self.stats["send_errors"] += 1
-                log.warning("%s: send failed: %s", self.url, e)
-                time.sleep(0.2)
+        consume(self.slot, self._send_one, self.stop)
+
+    def _send_one(self, f: OutFrame) -> None:
+        try:
+            if self.send(f):
+                self.stats["frames_sent"] += 1
+                self.stats["latency_ms"] = round(1000 * (time.monotonic() - f.captured_at), 2)
+        except Exception as e:  # noqa: BLE001 -- a sink must never take the daemon down; it reconnects or drops
+            self.stats["send_errors"] += 1
+            log.warning("%s: send failed: %s", self.url, e)
+            time.sleep(0.2)
 
     def pace(self, nbytes: int) -> bool:
         return self.rate.wait(nbytes, stop=self.stop) if self.rate else not self.stop.is_set()

@@ -9,7 +9,7 @@ import time
 from ..backoff import Backoff
 from ..errors import ConfigError
 from ..protocol import StreamDeframer, frame_bytes
-from ..slot import Slot
+from ..slot import Slot, consume
 from .base import Sink, log
 
 
@@ -23,19 +23,17 @@ class _Client:
         self.thread.start()
 
     def _loop(self) -> None:
-        while True:
-            data = self.slot.get(timeout=0.5)
-            if data is None:
-                if self.slot.closed:
-                    break
-                continue
-            with self.busy:  # a frame in flight is finished even during shutdown
-                try:
-                    self.conn.sendall(data)
-                    self.sink.stats["bytes_sent"] += len(data)
-                except OSError:
-                    break
+        consume(self.slot, self._send, timeout=0.5)
         self.sink.drop(self)
+
+    def _send(self, data: bytes) -> bool:
+        with self.busy:  # a frame in flight is finished even during shutdown
+            try:
+                self.conn.sendall(data)
+                self.sink.stats["bytes_sent"] += len(data)
+                return True
+            except OSError:
+                return False
 
     def close(self, timeout: float) -> None:
         self.slot.close()

@@ -65,10 +65,10 @@ class UDPReader:
                               "address not on this machine?)") from None
 
     def read(self, timeout: float = 0.5) -> list[bytes]:
-        self.sock.settimeout(timeout)
         try:
+            self.sock.settimeout(timeout)
             out = [self.sock.recv(65535)]
-        except (TimeoutError, socket.timeout):
+        except OSError:  # timeout, or the socket was closed by close() from another thread
             return []
         self.sock.setblocking(False)
         try:
