@@ -2,6 +2,8 @@
 the source, at equal frame rate and bitrate; then a live run over a simulated 57.6 kbit/s serial radio.
 
     python benchmarks/link_study.py --out benchmarks/results        (~6 min on 2 cores)
+    python benchmarks/link_study.py --video FILE --bitrates 19200,57600,115200 --fps 2,5 --loss 0,0.05 --json OUT
+        (real video beside H.264 anchors: benchmarks/video_study.py)
 
 Frames: 480x360 HR centre crops of the Set5/Set14 images that are large enough (LR = MATLAB bicubic / 4).
 Every byte counts: sizes are of the real packets (protocol header, CRC, tiles) that edgesr would send.
@@ -114,8 +116,7 @@ def live_run(hrs, model, mode: str, bitrate: float, corrupt: float, loss: float,
         eng = Engine(model, threads=1) if mode == "sr_source" else None
         sink = open_sink(f"serial://{link.tx}?baud={int(bitrate)}", topology="source" if mode == "sr_source" else "receiver",
                          codec="webp", quality=50, tile=32 if mode == "sr_receiver" else 64, fps=fps, mtu=128)
-        pipe = Pipeline(ImageFolderSource(Path(d), True, fps), eng, [sink])
-        pipe.scale = S if mode != "hr" else 1
+        pipe = Pipeline(ImageFolderSource(Path(d), True, fps), eng, [sink], scale=S if mode != "hr" else 1)
         rx = Receiver(f"serial://{link.rx}?baud={int(bitrate)}", upscale=True, model=model, latest_only=False)
         pipe.start()
         got, t_end = [], time.monotonic() + seconds
@@ -160,12 +161,35 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--model", default=None, help="x4 model (default: shipped real-time int8)")
     ap.add_argument("--bitrates", default="19200,57600,250000,1000000")
-    ap.add_argument("--fps", type=float, default=2.0)
+    ap.add_argument("--fps", default="2", help="frame rate (--video: a list, e.g. 2,5)")
     ap.add_argument("--live-seconds", type=float, default=25.0)
     ap.add_argument("--skip-live", action="store_true")
     ap.add_argument("--live-only", action="store_true", help="keep the static rows of an earlier run")
+    ap.add_argument("--video", type=Path, default=None, help="study a real video beside H.264 (video_study.py)")
+    ap.add_argument("--loss", default="0", help="--video: packet loss probabilities, e.g. 0,0.05")
+    ap.add_argument("--frames", type=int, default=64, help="--video: frames per cell")
+    ap.add_argument("--json", type=Path, default=None, help="--video: result file")
+    ap.add_argument("--video-live", action="store_true", help="--video: only the live runs (serve -> pty -> receive)")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.video:
+        sys.path.insert(0, str(Path(__file__).parent))
+        import video_study
+
+        out = a.json or a.out / "link_video.json"
+        if a.video_live:
+            runs = [video_study.live(a.video, a.model, float(b), float(f), float(v), a.live_seconds)
+                    for b in a.bitrates.split(",") for f in str(a.fps).split(",") for v in a.loss.split(",")]
+            for r in runs:
+                print(json.dumps(r))
+            out.write_text(json.dumps({"video": a.video.name, "live": runs}, indent=1))
+            return
+        res = video_study.run(a.video, Engine(a.model, threads=2), [float(b) for b in a.bitrates.split(",")],
+                              [float(f) for f in str(a.fps).split(",")], [float(v) for v in a.loss.split(",")],
+                              a.frames, out)
+        video_study.plot(res, out.with_suffix(".png"))
+        print(f"wrote {out} and {out.with_suffix('.png')}")
+        return
     hrs = frames(a.shared)
     eng = Engine(a.model, threads=2)
     print(f"{len(hrs)} frames {HR_W}x{HR_H}, model {eng.path.name}", flush=True)
@@ -173,13 +197,13 @@ def main() -> None:
     if a.live_only:
         rows = json.loads(prev.read_text())["static"]
     else:
-        rows = static_study(hrs, eng, [float(b) for b in a.bitrates.split(",")], a.fps, tiles=(32, 64, 128))
+        rows = static_study(hrs, eng, [float(b) for b in a.bitrates.split(",")], float(a.fps), tiles=(32, 64, 128))
         plot(rows, a.out / "psnr_vs_bitrate.png")
     live = []
     if not a.skip_live:
         for corrupt, loss in ((0.0, 0.0), (0.0, 0.05), (0.01, 0.05)):
             for mode in ("hr", "sr_receiver", "sr_source"):
-                live.append(live_run(hrs, a.model, mode, 57600, corrupt, loss, a.live_seconds, a.fps))
+                live.append(live_run(hrs, a.model, mode, 57600, corrupt, loss, a.live_seconds, float(a.fps)))
                 print(json.dumps(live[-1]), flush=True)
     if a.skip_live and prev.exists():  # keep the live runs of an earlier invocation
         live = json.loads(prev.read_text()).get("live_57600", [])

@@ -46,7 +46,7 @@ class ModelConfig:
 @dataclass
 class SinkConfig:
     url: str = ""
-    topology: str = "auto"          # source: send upscaled frames | receiver: send LR, robot upscales | auto
+    topology: str = "auto"          # source | receiver | measured | auto (README, the link study on video)
     codec: str = "jpeg"
     quality: int = 80
     tile: int = 64
@@ -100,14 +100,15 @@ def load_receiver(path) -> ReceiverConfig:
 
 
 def resolve_topology(sink: SinkConfig) -> str:
-    """'auto' from the link study (README, Streaming): links with a bit budget (serial radios, `bitrate` set)
-    get LR frames upscaled on the robot; HTTP viewers (browsers) and unlimited links get upscaled frames."""
+    """'auto': links with a bit budget (serial radios, `bitrate` set) get 'measured' -- the camera frame as it is
+    or at 1/scale for SR at the robot, whichever measures better now (edgesr.modechoice; the video link study
+    showed no fixed rule holds); HTTP viewers (browsers) and unlimited links get upscaled frames."""
     if sink.topology != "auto":
         return sink.topology
     scheme = sink.url.split(":", 1)[0].lower()
     if scheme == "http":
         return "source"
-    return "receiver" if sink.bitrate > 0 or scheme == "serial" else "source"
+    return "measured" if sink.bitrate > 0 or scheme == "serial" else "source"
 
 
 def read_key(path, base: Path | None = None) -> bytes | None:
@@ -177,8 +178,8 @@ def _check_sink(k: SinkConfig, w: str, base: Path | None) -> None:
         k.endpoint = parse_url(k.url)
     except ConfigError as e:
         raise ConfigError(f"{w}.url: {e}") from None
-    if k.topology not in ("auto", "source", "receiver"):
-        raise ConfigError(f"{w}.topology must be 'auto', 'source' or 'receiver', got {k.topology!r}")
+    if k.topology not in ("auto", "source", "receiver", "measured"):
+        raise ConfigError(f"{w}.topology must be 'auto', 'source' or 'receiver' (or 'measured'), got {k.topology!r}")
     if k.codec not in ("jpeg", "webp", "png"):
         raise ConfigError(f"{w}.codec must be jpeg, webp or png, got {k.codec!r}")
     if not 1 <= k.quality <= 100:
@@ -196,6 +197,8 @@ def _check_sink(k: SinkConfig, w: str, base: Path | None) -> None:
     except ConfigError as e:
         raise ConfigError(f"{w}.key_file: {e}") from None
     k.resolved_topology = resolve_topology(k)
+    if k.resolved_topology == "measured" and k.endpoint.scheme not in ("serial",) and not k.bitrate:
+        raise ConfigError(f"{w}: topology 'measured' needs a bit budget (bitrate = ...)")
 
 
 def _check_ports(cfg: ServeConfig, where: str) -> None:

@@ -30,6 +30,13 @@ def prometheus(pipe, extra: dict) -> str:
     metric("camera_reconnects_total", "counter", "Source failures followed by a reconnect attempt",
            [({}, s["camera_reconnects"])])
     metric("fps", "gauge", "Pipeline frame rate (EWMA)", [({}, s["fps"])])
+    links = [(u, v["link"]) for u, v in s["sinks"].items() if "link" in v]
+    if links:
+        metric("link_mode_lr", "gauge", "Measured link mode: 1 = LR + SR at the robot, 0 = camera frame as it is",
+               [({"sink": u}, int(v["mode"] == "lr")) for u, v in links])
+        metric("link_measured_db", "gauge", "PSNR-Y at the robot measured on the device, per mode",
+               [({"sink": u, "mode": m}, v[k]) for u, v in links for m, k in (("hr", "hr_db"), ("lr", "lr_sr_db"))
+                if v[k] is not None])
     if "model" in s:
         metric("sr_fraction", "gauge", "Share of tiles the model ran on, last frame (adaptive tiles; 1 = all)",
                [({"model": s["model"]}, s["sr_fraction"])])

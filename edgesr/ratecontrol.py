@@ -48,3 +48,23 @@ class RateController:
             if stop is not None and stop.is_set():
                 return False
             sleep(min(0.05, (min(nbytes, self.capacity) - self.tokens) / self.rate))
+
+
+def fit_quality(img, budget: float, codec: str = "webp", tile: int = 64, mtu: int = 1200, q_max: int = 95,
+                seq: int = 0, **encode_kw):
+    """(quality, packets) of the highest quality whose packets fit ``budget`` bytes (binary search, ~7 encodes),
+    or None when even quality 1 does not fit (or a tile would need more than 255 fragments)."""
+    from .protocol import encode_frame
+
+    lo, hi, best = 1, q_max, None
+    while lo <= hi:
+        q = (lo + hi) // 2
+        try:
+            pk = encode_frame(img, seq, 0, tile=tile, codec=codec, quality=q, mtu=mtu, **encode_kw)
+        except ConfigError:
+            pk = None
+        if pk is not None and sum(map(len, pk)) <= budget:
+            best, lo = (q, pk), q + 1
+        else:
+            hi = q - 1
+    return best

@@ -82,6 +82,15 @@ def build(cfg: ServeConfig):
     sinks = [open_sink(k.endpoint, topology=k.resolved_topology, codec=k.codec, quality=k.quality, tile=k.tile,
                        key=k.key, bitrate=k.bitrate, fps=k.fps, stream=k.stream, **({"mtu": k.mtu} if k.mtu else {}))
              for k in cfg.sinks]
+    for k, sink in zip(cfg.sinks, sinks):
+        if k.resolved_topology == "measured":  # its own engine: measuring runs on the sink's thread
+            from .engine import Engine
+            from .modechoice import ModeChooser
+
+            m = cfg.model
+            eng = Engine(m.name or None, backend=m.backend, threads=1, scale=m.scale)
+            budget = sink.rate.frame_budget if sink.rate else k.bitrate / 8 / k.fps
+            sink.chooser = ModeChooser(eng, budget, codec=k.codec, tile=k.tile, mtu=sink.mtu)
     src = cfg.source
     source = open_source(src.url, (src.width, src.height), src.fps, src.loop)
     return Pipeline(source, engine, sinks, (src.width, src.height), cfg.model.scale)

@@ -95,9 +95,9 @@ def test_shipped_profiles_validate():
                                                 "coral-devboard"}
 
 
-@pytest.mark.parametrize("url,bitrate,expected", [("udp://h:1", 0, "source"), ("udp://h:1", 250000, "receiver"),
-                                                  ("serial:///dev/ttyUSB0", 0, "receiver"),
+@pytest.mark.parametrize("url,bitrate,expected", [("udp://h:1", 0, "source"), ("udp://h:1", 250000, "measured"),
+                                                  ("serial:///dev/ttyUSB0", 0, "measured"),
                                                   ("http://0.0.0.0:8080", 100000, "source")])
-def test_auto_topology_follows_the_link_study(url, bitrate, expected):
+def test_auto_topology_measures_on_budgeted_links(url, bitrate, expected):
     assert C.resolve_topology(C.SinkConfig(url=url, bitrate=bitrate)) == expected
     assert C.resolve_topology(C.SinkConfig(url=url, bitrate=bitrate, topology="source")) == "source"

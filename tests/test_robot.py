@@ -216,3 +216,40 @@ def test_output_errors_are_one_line():
                 "--publish", f"ros2:///x?router=tcp/127.0.0.1:{free_port(socket.SOCK_STREAM)}")
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "cannot reach the zenoh router" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_measured_link_chooses_by_measurement(tmp_path):
+    """topology 'auto' on a budgeted UDP link: the device measures both modes on its own frames and sends the
+    better one; the choice and the measured dB are in /state and /metrics, the robot gets the camera's size."""
+    from edgesr import config as C
+    from edgesr.health import prometheus
+    from edgesr.service import build
+
+    udp = free_port()
+    results = {}
+    for bitrate in (20_000, 4_000_000):
+        p = tmp_path / f"link{bitrate}.toml"
+        p.write_text(f"[source]\nurl = 'synthetic'\nwidth = 320\nheight = 240\nfps = 4\n"
+                     f"[model]\nname = '{TINY}'\nthreads = 1\n"
+                     f"[[sink]]\nurl = 'udp://127.0.0.1:{udp}'\nbitrate = {bitrate}\nfps = 4\ncodec = 'webp'\ntile = 256\n")
+        cfg = C.load(p)
+        assert cfg.sinks[0].resolved_topology == "measured"
+        rx = Receiver(f"udp://127.0.0.1:{udp}", upscale=True, model=str(TINY), threads=1)
+        pipe = build(cfg).start()
+        try:
+            frames = []
+            for f in rx.frames(timeout=10):
+                frames.append(f)
+                if len(frames) >= 4:
+                    break
+            link = pipe.snapshot()["sinks"][f"udp://127.0.0.1:{udp}"]["link"]
+            text = prometheus(pipe, {})
+        finally:
+            pipe.stop()
+            rx.close()
+        assert all(f.image.shape == (240, 320, 3) for f in frames)  # HR as sent, or LR upscaled x2 at the robot
+        assert link["measurements"] >= 1 and "edgesr_link_mode_lr" in text and "edgesr_link_measured_db" in text
+        results[bitrate] = link
+    thin, wide = results[20_000], results[4_000_000]
+    assert thin["mode"] == "lr" and (thin["hr_db"] is None or thin["lr_sr_db"] > thin["hr_db"])
+    assert wide["mode"] == "hr" and wide["hr_db"] > wide["lr_sr_db"]

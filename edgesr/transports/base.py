@@ -29,12 +29,14 @@ class OutFrame:
 
 class Sink:
     """Base: ``submit()`` never blocks; a thread takes the newest frame and calls ``send(frame)``.
-    ``topology`` 'source' sends the upscaled frame, 'receiver' the LR frame for the robot to upscale."""
+    ``topology`` 'source' sends the upscaled frame, 'receiver' the LR frame for the robot to upscale, 'measured'
+    the camera frame as it is or its 1/scale downscale for SR at the robot, whichever ``chooser`` measured better
+    (``edgesr.modechoice``)."""
 
     def __init__(self, url, topology: str = "source", codec: str = "jpeg", quality: int = 80, tile: int = 64,
                  key: bytes | None = None, bitrate: float = 0, fps: float = 10.0, mtu: int = 1200, stream: int = 0):
-        if topology not in ("source", "receiver"):
-            raise ConfigError(f"topology must be 'source' or 'receiver', not {topology!r}")
+        if topology not in ("source", "receiver", "measured"):
+            raise ConfigError(f"topology must be 'source', 'receiver' or 'measured', not {topology!r}")
         self.endpoint = url if not isinstance(url, str) else None
         self.url = getattr(url, "url", url)
         self.topology, self.codec, self.quality, self.tile = topology, codec, quality, tile
@@ -43,7 +45,8 @@ class Sink:
         self.slot = Slot()
         self.stop = threading.Event()
         self.stats = {"frames_sent": 0, "packets_sent": 0, "bytes_sent": 0, "send_errors": 0, "latency_ms": 0.0}
-        self.thread = threading.Thread(target=self._loop, name=f"sink {url}", daemon=True)
+        self.thread = threading.Thread(target=self._loop, name=f"sink {self.url}", daemon=True)
+        self.chooser = None  # set for topology 'measured' (service.build)
 
     @property
     def needs_sr(self) -> bool:
@@ -67,6 +70,12 @@ class Sink:
         img = self.image_of(f)
         q = self.rate.quality if self.rate else self.quality
         lr = img is f.lr and f.scale > 1
+        if self.chooser is not None:
+            from ..modechoice import downscale
+
+            lr = self.chooser.choose(f.lr) == "lr"
+            img = downscale(f.lr, f.scale) if lr else f.lr
+            self.stats.update(link=self.chooser.state())
         pk = encode_frame(img, f.seq, f.timestamp_us, stream=self.stream, tile=self.tile, codec=self.codec,
                           quality=q, key=self.key, mtu=self.mtu, scale=f.scale if lr else 1, lr=lr)
         if self.rate:

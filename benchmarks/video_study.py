@@ -1,0 +1,199 @@
+"""The link study on real video (`link_study.py --video FILE`): PSNR-Y at the robot for H.264 (HR, LR + SR, LR +
+bicubic) beside edgesr's intra-only tiles (HR tiles, LR + SR, LR + bicubic) and `auto` (the ModeChooser that
+`serve` runs for topology "auto" on a budgeted link), at equal bitrate and frame rate, clean and with packet loss.
+
+Frames: the video sampled at the cell's fps, cropped to a multiple of 4; LR = INTER_AREA / 4. Loss drops each
+<= 1200-byte packet with probability `loss` (H.264: see h264.py; edgesr: lost tiles are filled from the previous
+frame). edgesr's sizes are its real packets (header, CRC, tiles); each frame must fit its share of the budget
+(bitrate / fps), at the highest quality that fits; a mode that cannot fit a frame "does not fit" (psnr_y null).
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import h264
+from edgesr.metrics import psnr_y
+from edgesr.modechoice import ModeChooser, downscale
+from edgesr.protocol import FrameAssembler, decode_packet
+from edgesr.ratecontrol import fit_quality
+
+S, MTU = 4, 1200
+CONFIGS = (("webp", 64), ("webp", 256), ("jpeg", 256))  # (codec, LR tile); HR tiles are 4x larger
+
+
+def video_frames(path: Path, fps: float, n: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    src_fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    step = max(1, int(round(src_fps / fps)))
+    out, i = [], 0
+    while len(out) < n:
+        ok, f = cap.read()
+        if not ok:
+            break
+        if i % step == 0:
+            h, w = (f.shape[0] // S) * S, (f.shape[1] // S) * S
+            out.append(np.ascontiguousarray(f[:h, :w, ::-1]))
+        i += 1
+    cap.release()
+    return out
+
+
+def encode_stream(srcs, budget, codec, tile, lr: bool):
+    """Per frame: its packets at the highest quality within ``budget`` bytes, or None (the frame is not sent)."""
+    out = []
+    for k, img in enumerate(srcs):
+        fit = fit_quality(img, budget, codec, tile, MTU, seq=k + 1, scale=S if lr else 1, lr=lr)
+        out.append(fit[1] if fit else None)
+    return out
+
+
+def deliver(stream, loss: float, seed: int):
+    """What the robot has after each frame (None before the first), losing packets with probability ``loss``."""
+    rnd, asm, shown, out = random.Random(seed), FrameAssembler(), None, []
+    for k, pk in enumerate(stream):
+        for p in pk or []:
+            if rnd.random() >= loss:
+                for f in asm.add(decode_packet(p), now=k):
+                    shown = f.image
+        for f in asm.expire(now=k + 1.0, max_age=0.5):
+            shown = f.image
+        out.append(shown)
+    return out
+
+
+def score(shown, hrs, finish) -> float | None:
+    ps = [psnr_y(finish(img), hr, S) for img, hr in zip(shown, hrs) if img is not None]
+    return round(float(np.mean(ps)), 3) if len(ps) >= len(hrs) // 2 else None
+
+
+def cell(hrs, eng, bitrate: float, fps: float, losses, seed: int = 1) -> list[dict]:
+    budget = bitrate / 8.0 / fps
+    lrs = [downscale(h, S) for h in hrs]
+    bicubic = lambda im: cv2.resize(im, (im.shape[1] * S, im.shape[0] * S), interpolation=cv2.INTER_CUBIC)
+    same = lambda im: im
+    rows = {loss: {} for loss in losses}
+    # H.264 anchors
+    for name, srcs, finish in (("h264_hr", hrs, same), ("h264_lr_sr", lrs, eng.upscale),
+                               ("h264_lr_bicubic", lrs, bicubic)):
+        units = h264.encode(srcs, fps, bitrate)
+        for loss in losses:
+            rows[loss][name] = {"psnr_y": score(h264.deliver(units, loss, seed), hrs, finish),
+                                "kbps": round(h264.kbps(units, fps), 2)}
+    # edgesr's fixed modes: the best codec/tile on the first frames, then the whole sequence
+    streams, best_cfg = {}, {}
+    for name, srcs, finish in (("edgesr_hr_tiles", hrs, same), ("edgesr_lr_sr", lrs, eng.upscale),
+                               ("edgesr_lr_bicubic", lrs, bicubic)):
+        best = None
+        for codec, tile in CONFIGS:
+            t = tile * (1 if srcs is lrs else S)
+            trial = score(deliver(encode_stream(srcs[:6], budget, codec, t, srcs is lrs), 0.0, seed), hrs[:6], finish)
+            if trial is not None and (best is None or trial > best[0]):
+                best = (trial, codec, t)
+        stream = encode_stream(srcs, budget, best[1], best[2], srcs is lrs) if best else [None] * len(srcs)
+        best_cfg[name] = (best[1], best[2]) if best else ("webp", 256)
+        streams[name] = (stream, finish)
+        sent = [sum(map(len, pk)) for pk in stream if pk]
+        for loss in losses:
+            rows[loss][name] = {"psnr_y": score(deliver(stream, loss, seed), hrs, finish) if best else None,
+                                "kbps": round(sum(sent) * 8 * fps / len(hrs) / 1000, 2),
+                                "config": f"{best[1]} tile {best[2]}" if best else "does not fit"}
+    # auto: the device's ModeChooser on the same frames (measuring every 5 s of stream time and on scene changes)
+    chooser = ModeChooser(eng, budget, codec=best_cfg["edgesr_lr_sr"][0], tile=best_cfg["edgesr_lr_sr"][1], mtu=MTU)
+    modes = [chooser.choose(hr, now=k / fps) for k, hr in enumerate(hrs)]
+    for loss in losses:
+        hr_shown = deliver(streams["edgesr_hr_tiles"][0], loss, seed)
+        lr_shown = deliver(streams["edgesr_lr_sr"][0], loss, seed)
+        ps = []
+        for k, hr in enumerate(hrs):
+            img = hr_shown[k] if modes[k] == "hr" else lr_shown[k]
+            if img is not None:
+                ps.append(psnr_y(img if modes[k] == "hr" else eng.upscale(img), hr, S))
+        rows[loss]["auto"] = {"psnr_y": round(float(np.mean(ps)), 3) if ps else None,
+                              "kbps": rows[loss]["edgesr_hr_tiles" if modes.count("hr") > len(modes) / 2
+                                             else "edgesr_lr_sr"]["kbps"],
+                              "hr_share": round(modes.count("hr") / len(modes), 2), **chooser.stats}
+    return [{"fps": fps, "bitrate": bitrate, "loss": loss, "frames": len(hrs), "modes": rows[loss]}
+            for loss in losses]
+
+
+def run(video: Path, eng, bitrates, fps_list, losses, n: int, out_json: Path) -> dict:
+    res = {"video": video.name, "model": eng.card.name, "rows": []}
+    for fps in fps_list:
+        hrs = video_frames(video, fps, n)
+        for b in bitrates:
+            t0 = time.time()
+            res["rows"] += cell(hrs, eng, b, fps, losses)
+            print(json.dumps({"fps": fps, "bitrate": b, "seconds": round(time.time() - t0, 1),
+                              **{k: v["psnr_y"] for k, v in res["rows"][-len(losses)]["modes"].items()}}), flush=True)
+            out_json.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def plot(res: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["h264_hr", "h264_lr_sr", "edgesr_hr_tiles", "edgesr_lr_sr", "auto"]
+    combos = sorted({(r["fps"], r["loss"]) for r in res["rows"]})
+    fig, axes = plt.subplots(1, len(combos), figsize=(4.2 * len(combos), 3.8), squeeze=False)
+    for ax, (fps, loss) in zip(axes[0], combos):
+        rows = sorted((r for r in res["rows"] if r["fps"] == fps and r["loss"] == loss), key=lambda r: r["bitrate"])
+        for n, color in zip(names, ("tab:blue", "tab:orange", "tab:green", "tab:purple", "black")):
+            pts = [(r["bitrate"] / 1000, r["modes"][n]["psnr_y"]) for r in rows if r["modes"][n]["psnr_y"] is not None]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=n, color=color, linestyle="--" if n.startswith("h264") else "-",
+                        linewidth=2.5 if n == "auto" else 1.5, alpha=0.8 if n == "auto" else 1.0)
+        ax.set_xscale("log")
+        ax.set_title(f"{fps:g} fps, {loss:.0%} loss", fontsize=10)
+        ax.set_xlabel("kbit/s")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("PSNR-Y at the robot (dB)")
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines()}
+    fig.legend([handles[n] for n in names if n in handles], [n for n in names if n in handles], loc="lower center",
+               ncol=len(names), fontsize=8)
+    fig.subplots_adjust(bottom=0.22)
+    fig.suptitle(f"{res['video']}: H.264 vs edgesr at equal bitrate (missing point: does not fit)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=110)
+
+
+def live(video: Path, model, bitrate: float, fps: float, loss: float, seconds: float) -> dict:
+    """The product end to end: serve's pipeline (video file source, topology 'measured' = what 'auto' resolves
+    to on a budgeted link) -> a paced pty radio -> Receiver (SR at the robot); PSNR-Y against the true frame."""
+    from edgesr.engine import Engine
+    from edgesr.linksim import PtyLink
+    from edgesr.pipeline import Pipeline
+    from edgesr.receiver import Receiver
+    from edgesr.sources import VideoFileSource
+    from edgesr.transports import open_sink
+
+    truth = video_frames(video, 10.0, 10 ** 6)  # every frame, in order: seq k is frame k
+    link = PtyLink(bitrate=bitrate, loss=loss, seed=1).start()
+    sink = open_sink(f"serial://{link.tx}?baud={int(bitrate)}", topology="measured", codec="webp", tile=256,
+                     fps=fps, mtu=MTU, bitrate=bitrate * 0.8)
+    sink.chooser = ModeChooser(Engine(model, threads=1), sink.rate.frame_budget, codec="webp", tile=256, mtu=MTU)
+    pipe = Pipeline(VideoFileSource(video, loop=False, fps=fps), None, [sink], scale=S)
+    rx = Receiver(f"serial://{link.rx}?baud={int(bitrate)}", upscale=True, model=model, latest_only=False)
+    pipe.start()
+    got, t0 = [], time.monotonic()
+    for f in rx.frames(timeout=seconds):
+        got.append((f.seq, f.image))
+        if time.monotonic() - t0 > seconds:
+            break
+    el = time.monotonic() - t0
+    state = sink.chooser.state()
+    pipe.stop()
+    rx.close()
+    link.close()
+    ps = [psnr_y(img[:truth[seq].shape[0], :truth[seq].shape[1]], truth[seq], S) for seq, img in got
+          if seq < len(truth) and img.shape[0] >= truth[seq].shape[0]]
+    return {"bitrate": bitrate, "fps": fps, "loss": loss, "seconds": round(el, 1), "frames": len(got),
+            "fps_delivered": round(len(got) / el, 2), "psnr_y": round(float(np.mean(ps)), 3) if ps else None,
+            "link": state, "assembler": rx.assembler.stats}
