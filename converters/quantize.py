@@ -97,6 +97,19 @@ def equalize_anchor(model, spec, rep) -> float:
     return a
 
 
+def residual_range(model, rep, pct: float = 0.01) -> tuple[float, float] | None:
+    """(lo, hi) percentiles (``pct`` %, 100 - ``pct`` %) of the split tail's residual over the calibration crops,
+    widened to include 0; None for networks without a split anchored tail."""
+    import keras
+
+    if "tail_nn_add" not in {layer.name for layer in model.layers}:
+        return None
+    sub = keras.Model(model.input, model.get_layer("tail").output)
+    vals = np.concatenate([np.asarray(sub(r)).ravel() for r in rep])
+    lo, hi = np.percentile(vals, [pct, 100 - pct])
+    return float(min(lo, 0.0)), float(max(hi, 0.0))
+
+
 def convert(model, dtype: str, rep=None, io: str = "uint8", batch: int = 1) -> bytes:
     """TFLite bytes. int8 is full-integer (TFLITE_BUILTINS_INT8) with ``io`` = 'uint8', 'int8' or
     'uint8-int8' (uint8 input, int8 output: no QUANTIZE over the big HR output; the runtime's LUT converts);
@@ -142,6 +155,12 @@ def export(run_dir, out_dir, dtype: str, tile: tuple[int, int] | None, data, edg
     rep = representative_crops(data, spec.scale, tile or (64, 64)) if dtype == "int8" else None
     if rep is not None:
         equalize_anchor(model, spec, rep)
+        rng = residual_range(model, rep)
+        if rng is not None:  # the same network with the residual's int8 range pinned (archs.common.sr_tail)
+            pinned = build(spec, input_shape=shape, upsample="transpose_conv" if edgetpu else "depth_to_space",
+                           deploy=True, split_anchor=rng)
+            copy_weights(model, pinned)
+            model = pinned
         model = with_output_range(model)
     if batch > 1:
         import keras

@@ -49,6 +49,8 @@ ladder() {  # the latency ladder: three students of different cost, one recipe, 
 export_models() {  # shipped files: int8 (CPU, dynamic shape), float32 twins, Edge TPU-ready tiles, teacher card
   local q=(--data "$DATA" --eval "$VAL/Set5" --eval "$VAL/Set14" --out edgesr/models)
   edgesr-convert quantize runs/srgan_w16b1_x4 --dtype float32 --dtype int8 "${q[@]}"
+  # x2: this session's runs/ was lost; the run folder was recovered from the shipped float32 twin first:
+  #   python scripts/recover_run.py edgesr/models/srgan_w16b1_x2_float32.tflite edgesr/models/srgan_w16b1_x2_int8.json runs/srgan_w16b1_x2
   edgesr-convert quantize runs/srgan_w16b1_x2 --dtype float32 --dtype int8 "${q[@]}"
   edgesr-convert quantize runs/srgan_w16b1_x4 --dtype int8 --tile 80x60 --edgetpu "${q[@]}"
   edgesr-convert compile edgesr/models/srgan_w16b1_x4_int8_80x60_edgetpu_ready.tflite || true

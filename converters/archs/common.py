@@ -99,7 +99,9 @@ def sr_tail(features, lr, scale: int, anchor: bool, upsample: str, split_anchor:
     ``split_anchor`` builds the same function for int8 export: the conv keeps only the residual weights and the
     exact nearest-neighbour term is added after it (LR repeated s^2 times). Inside one conv, the anchor's 1.0
     would set every output channel's int8 weight scale and crush the small residual weights (0.41 dB lost at
-    x2); split, each part gets its own scale."""
+    x2); split, each part gets its own scale. ``split_anchor=(lo, hi)`` also pins the residual's int8 range to
+    [lo, hi] (FakeQuant; ``quantize.residual_range`` takes it from calibration percentiles): the min/max
+    calibration let rare edge pixels stretch it to [-0.43, 1.29] at x2, 1.7 grey levels a step."""
     import keras
 
     c = 3 * scale * scale
@@ -107,6 +109,8 @@ def sr_tail(features, lr, scale: int, anchor: bool, upsample: str, split_anchor:
         feats = int(features.shape[-1])
         features = keras.layers.Concatenate(name=f"{name}_anchor")([features, lr])
         x = keras.layers.Conv2D(c, 3, padding="same", kernel_initializer=_AnchorInit(feats), name=name)(features)
+        if isinstance(split_anchor, tuple):
+            x = ValueRange(*split_anchor, name=f"{name}_range")(x)
         if split_anchor:
             nn = keras.layers.Concatenate(name=f"{name}_nn_repeat")([lr] * (scale * scale))
             x = keras.layers.Add(name=f"{name}_nn_add")([x, nn])
@@ -129,18 +133,25 @@ def conv(x, filters: int, k: int = 3, act: str | None = "relu", name: str | None
     return keras.layers.Conv2D(filters, k, padding="same", activation=act, name=name)(x)
 
 
+def ValueRange(lo: float, hi: float, name: str):
+    """FakeQuant(lo, hi) as a layer: the int8 converter then uses exactly that range for the tensor."""
+    import keras
+    import tensorflow as tf
+
+    class _ValueRange(keras.layers.Layer):
+        def call(self, x):
+            return tf.quantization.fake_quant_with_min_max_args(x, min=float(lo), max=float(hi), num_bits=8)
+
+    return _ValueRange(name=name)
+
+
 def with_output_range(model):
     """Wrap ``model`` with FakeQuant(0, 1) on its output for int8 export: the converter then uses exactly 256
     levels on [0, 1] (scale 1/255) instead of the calibrated overshoot range, and the clamp costs no op.
     Measured: x4 int8 loss 0.045 -> 0.031 dB (Set5), x2 0.134 -> 0.120 dB."""
     import keras
-    import tensorflow as tf
 
-    class OutputRange(keras.layers.Layer):
-        def call(self, x):
-            return tf.quantization.fake_quant_with_min_max_args(x, min=0.0, max=1.0, num_bits=8)
-
-    return keras.Model(model.inputs, OutputRange(name="output_range")(model.outputs[0]))
+    return keras.Model(model.inputs, ValueRange(0.0, 1.0, name="output_range")(model.outputs[0]))
 
 
 def copy_weights(src, dst) -> None:
