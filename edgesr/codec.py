@@ -74,10 +74,3 @@ def tile_grid(h: int, w: int, tile: int) -> list[tuple[int, int, int, int]]:
     """(x, y, w, h) of tiles covering the frame; JPEG-friendly multiples of 16 except at the edges."""
     tile = max(16, tile - tile % 16)
     return [(x, y, min(tile, w - x), min(tile, h - y)) for y in range(0, h, tile) for x in range(0, w, tile)]
-
-
-def encode_tiles(image_rgb: np.ndarray, tile: int, codec: str = "jpeg", quality: int = 80):
-    """[(x, y, w, h, bytes)] -- each tile decodes on its own, so a lost packet costs one tile."""
-    h, w = image_rgb.shape[:2]
-    return [(x, y, tw, th, encode(image_rgb[y:y + th, x:x + tw], codec, quality))
-            for x, y, tw, th in tile_grid(h, w, tile)]

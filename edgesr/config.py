@@ -55,6 +55,8 @@ class SinkConfig:
     mtu: int = 0                    # 0 = transport default (UDP 1200, serial 256)
     key_file: str = ""              # shared HMAC key (file contents); packets are signed when set
     stream: int = 0
+    replenish: float = 0.0          # > 0: send only tiles that changed by more than this (levels) + `refresh`
+    refresh: int = 2                # stale tiles re-sent per frame when replenishing
     # resolved at load, not settable
     endpoint: object = field(default=None, repr=False, metadata={"resolved": True})
     key: bytes | None = field(default=None, repr=False, metadata={"resolved": True})
@@ -190,6 +192,8 @@ def _check_sink(k: SinkConfig, w: str, base: Path | None) -> None:
         raise ConfigError(f"{w}: bitrate must be >= 0 and fps > 0")
     if k.mtu and not 128 <= k.mtu <= 65000:
         raise ConfigError(f"{w}.mtu must be 128..65000, got {k.mtu}")
+    if not 0 <= k.replenish <= 255 or not 0 <= k.refresh <= 64:
+        raise ConfigError(f"{w}: replenish must be 0..255 (levels) and refresh 0..64 (tiles per frame)")
     if not 0 <= k.stream <= 65535:
         raise ConfigError(f"{w}.stream must be 0..65535, got {k.stream}")
     try:

@@ -3,10 +3,12 @@
 One packet carries one tile (or one fragment of a tile) of one frame:
 
     magic "ES" | version | flags | stream id | frame seq | capture time (us, wall clock) | frame w, h |
-    tile index, count | tile x, y, w, h | codec | scale | fragment index, count | payload length |
+    tile index, count | tile x, y, w, h | codec | scale | fragment index, count | tiles sent | payload length |
     payload | CRC32 (header + payload) | [HMAC-SHA256 tag, 16 bytes, when flags & AUTH]
 
-Big-endian, 40-byte header. Tiles are independently decodable images, so a lost packet costs one tile.
+Big-endian, 42-byte header (version 2). Tiles are independently decodable images, so a lost packet costs one
+tile. "Tiles sent" < tile count is conditional replenishment: only the tiles that changed (plus a cyclic refresh)
+were sent, the robot keeps the others from the previous frame.
 Byte streams (TCP, serial) wrap each packet in COBS with a 0x00 delimiter, which resynchronises after garbage
 or a cut mid-packet. ``decode_packet`` raises ProtocolError (AuthError for a bad/missing tag) and nothing else.
 """
@@ -21,11 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from cobs import cobs
 
-from .codec import CODEC_NAMES, CODECS, decode, encode_tiles
+from .codec import CODEC_NAMES, CODECS, decode, encode, tile_grid
 from .errors import ConfigError, ProtocolError
 
-MAGIC, VERSION = b"ES", 1
-HEADER = struct.Struct("!2sBBHIQHHHHHHHHBBBBH")
+MAGIC, VERSION = b"ES", 2
+HEADER = struct.Struct("!2sBBHIQHHHHHHHHBBBBHH")
 CRC = struct.Struct("!I")
 TAG_LEN = 16
 FLAG_AUTH, FLAG_LR = 1, 2
@@ -55,6 +57,7 @@ class Packet:
     nfrag: int
     flags: int
     payload: bytes
+    sent: int = 0  # tiles of this frame that were sent (0: all, tile_count)
 
 
 def _tag(key: bytes, data: bytes) -> bytes:
@@ -65,7 +68,7 @@ def encode_packet(p: Packet, key: bytes | None = None) -> bytes:
     flags = (p.flags | FLAG_AUTH) if key else (p.flags & ~FLAG_AUTH)
     head = HEADER.pack(MAGIC, VERSION, flags, p.stream, p.seq & 0xFFFFFFFF, p.timestamp_us, p.frame_w, p.frame_h,
                        p.tile_index, p.tile_count, p.x, p.y, p.w, p.h, p.codec, p.scale, p.frag, p.nfrag,
-                       len(p.payload))
+                       p.sent or p.tile_count, len(p.payload))
     body = head + p.payload
     body += CRC.pack(zlib.crc32(body))
     return body + _tag(key, body) if key else body
@@ -78,7 +81,7 @@ def decode_packet(data: bytes, key: bytes | None = None) -> Packet:
     data = bytes(data)
     if len(data) < HEADER.size + CRC.size:
         raise ProtocolError(f"packet too short ({len(data)} bytes)")
-    (magic, version, flags, stream, seq, ts, fw, fh, ti, tc, x, y, w, h, codec, scale, frag, nfrag,
+    (magic, version, flags, stream, seq, ts, fw, fh, ti, tc, x, y, w, h, codec, scale, frag, nfrag, sent,
      plen) = HEADER.unpack_from(data)
     if magic != MAGIC:
         raise ProtocolError("bad magic")
@@ -98,31 +101,37 @@ def decode_packet(data: bytes, key: bytes | None = None) -> Packet:
     if codec not in CODEC_NAMES:
         raise ProtocolError(f"unknown codec {codec}")
     if not (tc >= 1 and ti < tc and nfrag >= 1 and frag < nfrag and w and h and fw and fh
-            and x + w <= fw and y + h <= fh and 1 <= scale <= 8):
+            and x + w <= fw and y + h <= fh and 1 <= scale <= 8 and 1 <= sent <= tc):
         raise ProtocolError("inconsistent tile geometry")
     return Packet(stream, seq, ts, fw, fh, ti, tc, x, y, w, h, codec, scale, frag, nfrag, flags,
-                  data[HEADER.size:HEADER.size + plen])
+                  data[HEADER.size:HEADER.size + plen], sent)
 
 
 def encode_frame(image_rgb: np.ndarray, seq: int, timestamp_us: int, *, stream: int = 0, tile: int = 64,
                  codec: str = "jpeg", quality: int = 80, key: bytes | None = None, mtu: int = 1200,
-                 scale: int = 1, lr: bool = False) -> list[bytes]:
+                 scale: int = 1, lr: bool = False, tiles=None) -> list[bytes]:
     """Split a frame into independently decodable tiles and packets no larger than ``mtu`` bytes.
-    ``lr=True`` marks a low-resolution frame that the receiver should upscale by ``scale``."""
+    ``lr=True`` marks a low-resolution frame that the receiver should upscale by ``scale``; ``tiles`` (indexes
+    into ``codec.tile_grid``) sends only those tiles (conditional replenishment)."""
     room = mtu - HEADER.size - CRC.size - (TAG_LEN if key else 0)
     if room < 64:
         raise ConfigError(f"mtu {mtu} leaves no room for payload")
     h, w = image_rgb.shape[:2]
-    tiles = encode_tiles(image_rgb, tile, codec, quality)
+    grid = tile_grid(h, w, tile)
+    chosen = sorted(set(range(len(grid)) if tiles is None else tiles))
+    if not chosen or chosen[0] < 0 or chosen[-1] >= len(grid):
+        raise ConfigError(f"tiles must be a non-empty subset of 0..{len(grid) - 1}")
     out = []
-    for i, (x, y, tw, th, data) in enumerate(tiles):
+    for i in chosen:
+        x, y, tw, th = grid[i]
+        data = encode(image_rgb[y:y + th, x:x + tw], codec, quality)
         chunks = [data[k:k + room] for k in range(0, len(data), room)] or [b""]
         if len(chunks) > 255:
             raise ConfigError(f"tile {i} needs {len(chunks)} fragments; use smaller tiles or a larger mtu")
         for f, chunk in enumerate(chunks):
-            out.append(encode_packet(Packet(stream, seq, timestamp_us, w, h, i, len(tiles), x, y, tw, th,
-                                            CODECS[codec], scale, f, len(chunks), FLAG_LR if lr else 0, chunk),
-                                     key))
+            out.append(encode_packet(Packet(stream, seq, timestamp_us, w, h, i, len(grid), x, y, tw, th,
+                                            CODECS[codec], scale, f, len(chunks), FLAG_LR if lr else 0, chunk,
+                                            len(chosen)), key))
     return out
 
 
@@ -236,8 +245,8 @@ class FrameAssembler:
         f = self.pending.setdefault((p.stream, p.seq), {"first": p, "tiles": {}, "arrived": now, "bytes": 0})
         f["last"] = now
         first = f["first"]
-        if (p.frame_w, p.frame_h, p.tile_count, p.scale, p.flags & FLAG_LR) != \
-                (first.frame_w, first.frame_h, first.tile_count, first.scale, first.flags & FLAG_LR):
+        if (p.frame_w, p.frame_h, p.tile_count, p.scale, p.flags & FLAG_LR, p.sent) != \
+                (first.frame_w, first.frame_h, first.tile_count, first.scale, first.flags & FLAG_LR, first.sent):
             self.stats["bad_tiles"] += 1
             return []
         if f["bytes"] + len(p.payload) > self.limits.max_frame_bytes:
@@ -250,7 +259,7 @@ class FrameAssembler:
         frags["frags"][p.frag] = p.payload
         f["bytes"] += len(p.payload)
         out = []
-        if len(f["tiles"]) == first.tile_count and all(len(t["frags"]) == t["p"].nfrag for t in f["tiles"].values()):
+        if len(f["tiles"]) == first.sent and all(len(t["frags"]) == t["p"].nfrag for t in f["tiles"].values()):
             out += self._emit_until(p.stream, p.seq, now)
         while len(self.pending) > self.max_pending:
             out += self._emit(min(self.pending, key=lambda k: self.pending[k]["arrived"]), now)
@@ -296,10 +305,13 @@ class FrameAssembler:
             except ProtocolError:
                 self.stats["bad_tiles"] += 1
                 missing.append(i)
+        lost = first.sent - (first.tile_count - len(missing))  # tiles sent but not here (replenished frames
+        if lost <= 0:                                           # leave the unsent ones from the previous frame)
+            missing = []
         self.previous[stream] = canvas
         self.last_emitted[stream] = first.seq
         self.stats["frames"] += 1
         self.stats["complete" if not missing else "partial"] += 1
-        self.stats["tiles_missing"] += len(missing)
+        self.stats["tiles_missing"] += max(0, lost)
         return [Frame(canvas, first.seq, first.timestamp_us / 1e6, stream, missing, bool(first.flags & FLAG_LR),
                       first.scale, now)]

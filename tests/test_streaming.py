@@ -208,3 +208,24 @@ def test_serve_process_sigterm_is_clean_and_tcp_frames_complete(tmp_path):
     assert rc == 0 and took < 2.0, p.stderr.read()
     assert all(not f.missing_tiles for f in frames + rest)  # nothing cut in half at the client
     assert rx.assembler.stats["partial"] == 0
+
+
+def test_conditional_replenishment_sends_changed_tiles_only(photo):
+    """A static scene with one moving patch: after the first frame only the changed tiles (+ the refresh) go out,
+    and the robot's frames equal what a full send would give."""
+    from edgesr.protocol import FrameAssembler, decode_packet
+    from edgesr.transports.base import OutFrame, Sink
+
+    base = np.ascontiguousarray(photo[:128, :192])
+    sink = Sink("record://", topology="receiver", codec="png", tile=64, replenish=4.0, refresh=1)
+    asm = FrameAssembler()
+    sent_tiles = []
+    for k in range(4):
+        img = base.copy()
+        img[10:40, 10 + 20 * k:40 + 20 * k] = 0  # a moving black patch (the photo is bright there)
+        pk = sink.packets(OutFrame(k + 1, 0, img, None, 1, 0.0))
+        sent_tiles.append(len({decode_packet(p).tile_index for p in pk}))
+        frames = [f for p in pk for f in asm.add(decode_packet(p))]
+        assert len(frames) == 1 and frames[0].missing_tiles == []
+        assert np.array_equal(frames[0].image, img)  # png: lossless, so the kept tiles are exactly right
+    assert sent_tiles[0] == 6 and all(n <= 3 for n in sent_tiles[1:])  # 6 tiles; later: patch tiles + 1 refresh

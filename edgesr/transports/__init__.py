@@ -94,7 +94,7 @@ def open_sink(url, **opts):
         from .serial import SerialSink
         return SerialSink(e, **opts)
     from .http_mjpeg import MJPEGSink
-    return MJPEGSink(e, **{k: v for k, v in opts.items() if k in ("quality", "topology")})
+    return MJPEGSink(e, **{k: v for k, v in opts.items() if k in ("quality", "topology")})  # whole JPEGs
 
 
 def open_reader(url):

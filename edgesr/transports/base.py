@@ -34,7 +34,8 @@ class Sink:
     (``edgesr.modechoice``)."""
 
     def __init__(self, url, topology: str = "source", codec: str = "jpeg", quality: int = 80, tile: int = 64,
-                 key: bytes | None = None, bitrate: float = 0, fps: float = 10.0, mtu: int = 1200, stream: int = 0):
+                 key: bytes | None = None, bitrate: float = 0, fps: float = 10.0, mtu: int = 1200, stream: int = 0,
+                 replenish: float = 0.0, refresh: int = 2):
         if topology not in ("source", "receiver", "measured"):
             raise ConfigError(f"topology must be 'source', 'receiver' or 'measured', not {topology!r}")
         self.endpoint = url if not isinstance(url, str) else None
@@ -47,6 +48,10 @@ class Sink:
         self.stats = {"frames_sent": 0, "packets_sent": 0, "bytes_sent": 0, "send_errors": 0, "latency_ms": 0.0}
         self.thread = threading.Thread(target=self._loop, name=f"sink {self.url}", daemon=True)
         self.chooser = None  # set for topology 'measured' (service.build)
+        self.replenisher = None
+        if replenish > 0:  # conditional replenishment (edgesr.replenish): changed tiles + `refresh` stale ones
+            from ..replenish import Replenisher
+            self.replenisher = Replenisher(tile, replenish, refresh)
 
     @property
     def needs_sr(self) -> bool:
@@ -76,8 +81,11 @@ class Sink:
             lr = self.chooser.choose(f.lr) == "lr"
             img = downscale(f.lr, f.scale) if lr else f.lr
             self.stats.update(link=self.chooser.state())
+        tiles = self.replenisher.select(img) if self.replenisher else None
         pk = encode_frame(img, f.seq, f.timestamp_us, stream=self.stream, tile=self.tile, codec=self.codec,
-                          quality=q, key=self.key, mtu=self.mtu, scale=f.scale if lr else 1, lr=lr)
+                          quality=q, key=self.key, mtu=self.mtu, scale=f.scale if lr else 1, lr=lr, tiles=tiles)
+        if self.replenisher:
+            self.replenisher.sent(img, tiles)
         if self.rate:
             self.rate.update(sum(map(len, pk)))
         return pk
