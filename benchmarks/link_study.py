@@ -170,6 +170,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=64, help="--video: frames per cell")
     ap.add_argument("--json", type=Path, default=None, help="--video: result file")
     ap.add_argument("--video-live", action="store_true", help="--video: only the live runs (serve -> pty -> receive)")
+    ap.add_argument("--corrupt", default="0", help="--video-live: byte corruption probabilities, e.g. 0,0.01")
+    ap.add_argument("--fec", default="0", help="--video-live: parity shares to compare, e.g. 0,0.25,0.5")
+    ap.add_argument("--mtu", type=int, default=1200, help="--video-live: packet size on the link")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     if a.video:
@@ -178,8 +181,10 @@ def main() -> None:
 
         out = a.json or a.out / "link_video.json"
         if a.video_live:
-            runs = [video_study.live(a.video, a.model, float(b), float(f), float(v), a.live_seconds)
-                    for b in a.bitrates.split(",") for f in str(a.fps).split(",") for v in a.loss.split(",")]
+            runs = [video_study.live(a.video, a.model, float(b), float(f), float(v), a.live_seconds, float(c), float(e),
+                                     a.mtu)
+                    for b in a.bitrates.split(",") for f in str(a.fps).split(",") for v in a.loss.split(",")
+                    for c in a.corrupt.split(",") for e in a.fec.split(",")]
             for r in runs:
                 print(json.dumps(r))
             out.write_text(json.dumps({"video": a.video.name, "live": runs}, indent=1))

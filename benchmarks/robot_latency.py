@@ -21,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edgesr.bench import cpu_name  # noqa: E402
 from edgesr.engine import Engine  # noqa: E402
 from edgesr.linksim import free_port  # noqa: E402
 from edgesr.outputs import open_output  # noqa: E402
@@ -80,20 +81,13 @@ def main() -> None:
     res = {"size": a.size, "fps": a.fps, "frames": len(arrivals), "path": "capture -> JPEG tiles -> UDP -> "
            "assemble -> SR x4 at the robot -> JPEG -> CDR -> zenoh router -> subscriber",
            "latency_ms_median": round(statistics.median(lat), 1), "latency_ms_p90": round(lat[int(0.9 * len(lat))], 1),
-           "model": eng.card.name, "cpu": _cpu()}
+           "model": eng.card.name, "cpu": cpu_name()}
     OUT.mkdir(exist_ok=True)
     (OUT / "robot_latency.json").write_text(json.dumps(res, indent=1) + "\n")
     if "data" in last:
         img = cv2.imdecode(np.frombuffer(last["data"], np.uint8), cv2.IMREAD_COLOR)
         cv2.imwrite(str(OUT / "ros2_topic_frame.png"), img)
     print(json.dumps(res))
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class SinkConfig:
     stream: int = 0
     replenish: float = 0.0          # > 0: send only tiles that changed by more than this (levels) + `refresh`
     refresh: int = 2                # stale tiles re-sent per frame when replenishing
+    fec: float = 0.0                # parity packets per frame as a share of its data packets (0 = off; `fec` extra)
     # resolved at load, not settable
     endpoint: object = field(default=None, repr=False, metadata={"resolved": True})
     key: bytes | None = field(default=None, repr=False, metadata={"resolved": True})
@@ -194,6 +195,14 @@ def _check_sink(k: SinkConfig, w: str, base: Path | None) -> None:
         raise ConfigError(f"{w}.mtu must be 128..65000, got {k.mtu}")
     if not 0 <= k.replenish <= 255 or not 0 <= k.refresh <= 64:
         raise ConfigError(f"{w}: replenish must be 0..255 (levels) and refresh 0..64 (tiles per frame)")
+    if not 0 <= k.fec <= 1:
+        raise ConfigError(f"{w}.fec must be 0..1 (parity packets per data packet), got {k.fec}")
+    if k.fec:
+        from .fec import _zfec
+        try:
+            _zfec()
+        except ConfigError as e:
+            raise ConfigError(f"{w}.fec: {e}") from None
     if not 0 <= k.stream <= 65535:
         raise ConfigError(f"{w}.stream must be 0..65535, got {k.stream}")
     try:

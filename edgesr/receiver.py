@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from .errors import EdgeSRError, ProtocolError
+from .fec import is_parity
 from .protocol import AuthError, Frame, FrameAssembler, Limits, decode_packet
 from .transports import open_reader, parse_url
 
@@ -28,6 +29,8 @@ class Receiver:
         self.reader = None if self.scheme == "http" else open_reader(self.endpoint)
         self.limits = limits or Limits()
         self.assembler = FrameAssembler(limits=self.limits)
+        from .fec import Recovery
+        self.recovery = Recovery(max_bytes=self.limits.max_frame_bytes)  # parity packets (edgesr.fec), if sent
         self.engines: dict[int, object] = {}
         self.stats = {"packets": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0, "skipped": 0,
                       "upscale_errors": 0}
@@ -78,12 +81,8 @@ class Receiver:
             got = []
             for raw in self.reader.read(0.2):
                 self.stats["packets"] += 1
-                try:
-                    got += self.assembler.add(decode_packet(raw, self.key), time.monotonic())
-                except AuthError:
-                    self.stats["auth_failures"] += 1
-                except ProtocolError:
-                    self.stats["bad_packets"] += 1
+                for data in self.recovery.parity(raw) if is_parity(raw) else [raw]:
+                    got += self._packet(data)
             got += self.assembler.expire(time.monotonic(), self.max_age)
             if self.latest_only and len(got) > 1:
                 self.stats["skipped"] += len(got) - 1
@@ -95,6 +94,18 @@ class Receiver:
                 return
 
     __iter__ = frames
+
+    def _packet(self, raw: bytes) -> list[Frame]:
+        try:
+            p = decode_packet(raw, self.key)
+        except AuthError:
+            self.stats["auth_failures"] += 1
+            return []
+        except ProtocolError:
+            self.stats["bad_packets"] += 1
+            return []
+        self.recovery.data(raw)
+        return self.assembler.add(p, time.monotonic())
 
     def _mjpeg(self, timeout):
         import urllib.request
@@ -138,6 +149,7 @@ class Receiver:
         a = self.assembler.stats
         lat = sorted(self.latencies)
         return {**self.stats, **{f"assembler_{k}": v for k, v in a.items()},
+                **{f"fec_{k}": v for k, v in self.recovery.stats.items() if v},
                 **({"outputs": {o.url: o.snapshot() for o in self.outputs}} if self.outputs else {}),
                 "latency_ms_median": round(1000 * lat[len(lat) // 2], 1) if lat else None}
 

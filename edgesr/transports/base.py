@@ -35,7 +35,7 @@ class Sink:
 
     def __init__(self, url, topology: str = "source", codec: str = "jpeg", quality: int = 80, tile: int = 64,
                  key: bytes | None = None, bitrate: float = 0, fps: float = 10.0, mtu: int = 1200, stream: int = 0,
-                 replenish: float = 0.0, refresh: int = 2):
+                 replenish: float = 0.0, refresh: int = 2, fec: float = 0.0):
         if topology not in ("source", "receiver", "measured"):
             raise ConfigError(f"topology must be 'source', 'receiver' or 'measured', not {topology!r}")
         self.endpoint = url if not isinstance(url, str) else None
@@ -48,6 +48,7 @@ class Sink:
         self.stats = {"frames_sent": 0, "packets_sent": 0, "bytes_sent": 0, "send_errors": 0, "latency_ms": 0.0}
         self.thread = threading.Thread(target=self._loop, name=f"sink {self.url}", daemon=True)
         self.chooser = None  # set for topology 'measured' (service.build)
+        self.fec = fec  # parity packets per frame = ceil(fec * data packets) (edgesr.fec)
         self.replenisher = None
         if replenish > 0:  # conditional replenishment (edgesr.replenish): changed tiles + `refresh` stale ones
             from ..replenish import Replenisher
@@ -86,6 +87,9 @@ class Sink:
                           quality=q, key=self.key, mtu=self.mtu, scale=f.scale if lr else 1, lr=lr, tiles=tiles)
         if self.replenisher:
             self.replenisher.sent(img, tiles)
+        if self.fec:
+            from ..fec import protect
+            pk = pk + protect(pk, -(-int(self.fec * 1000) * len(pk) // 1000))
         if self.rate:
             self.rate.update(sum(map(len, pk)))
         return pk
