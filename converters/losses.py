@@ -1,4 +1,4 @@
-"""Training losses: L1, EFDN's edge-enhanced gradient-variance loss, adversarial, distillation."""
+"""Training losses: L1, L2 (fine-tune), EFDN's edge-enhanced gradient-variance loss, adversarial, distillation."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +8,13 @@ def l1(sr, hr):
     import tensorflow as tf
 
     return tf.reduce_mean(tf.abs(sr - hr))
+
+
+def l2(sr, hr):
+    """Mean squared error: the short fine-tune after L1 that PSNR (an MSE measure) rewards."""
+    import tensorflow as tf
+
+    return tf.reduce_mean(tf.square(sr - hr))
 
 
 def _grad_maps(x):

@@ -36,6 +36,7 @@ class TrainConfig:
     gan: bool = False
     adv_weight: float = 5e-3
     threads: int = 0
+    loss: str = "l1"                # "l1", or "l2" for the short fine-tune after it
     command: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -111,14 +112,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         if disc is not None and (out / "disc.weights.h5").exists():
             disc.load_weights(out / "disc.weights.h5")
             _load_opt(d_opt, disc.trainable_variables, out / "disc.opt.npz")
-    elif cfg.gan and cfg.extra.get("init"):
+    elif cfg.extra.get("init"):  # a fine-tune (GAN or L2) starts from these weights
         model.load_weights(cfg.extra["init"])
 
     @tf.function(jit_compile=True)
     def step(lr, hr):
         with tf.GradientTape(persistent=True) as tape:
             sr = model(lr, training=True)
-            loss = losses.l1(sr, hr)
+            loss = (losses.l2 if cfg.loss == "l2" else losses.l1)(sr, hr)
             if cfg.edge_weight:
                 loss += cfg.edge_weight * losses.gradient_variance(sr, hr)
             if teacher is not None:
