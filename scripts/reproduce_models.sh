@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The exact commands that produced every shipped model and every row of the README's quality table.
-# Usage: scripts/reproduce_models.sh [stage ...]   stages: realtime baselines teacher ladder export_models table
+# Usage: scripts/reproduce_models.sh [stage ...]
+#   stages: split realtime baselines teacher ladder export_models table efdn_long
+#   (efdn_long, session 3: picks checkpoints on a held-out split of the training data, never on Set5/Set14)
 # (default: all)
 # Runs are resumable: re-running a stage continues from runs/<name>/last.* (add steps by raising --steps).
 set -euo pipefail
@@ -66,6 +68,30 @@ table() {  # float32 + int8 of every comparison run, measured on Set5/Set14 into
   done
   python benchmarks/quality_table.py runs/table_models edgesr/models > benchmarks/results/quality_table.md
 }
+
+split() {  # 472 training / 20 held-out images (every 25th of the sorted training set) as symlinks under runs/split
+  mkdir -p runs/split/train runs/split/holdout
+  local i=0 f
+  while IFS= read -r f; do
+    local name; name="$(basename "$(dirname "$f")")_$(basename "$f")"
+    if [ $((i % 25)) -eq 0 ]; then ln -sf "$f" "runs/split/holdout/$name"; else ln -sf "$f" "runs/split/train/$name"; fi
+    i=$((i + 1))
+  done < <(find "$(realpath "$DATA")" -type f | sort)
+}
+
+efdn_long() {  # the session-3 candidate default: EDBB student (re-parameterized to plain 3x3 convs), long L1 with
+  # 48x48 LR patches, then a short L2 fine-tune; checkpoints picked on runs/split/holdout
+  local h=(--data runs/split/train --val runs/split/holdout --threads 1 --resume --patch 48 --per-image 32)
+  train_split --arch efdn --scale 4 --width 16 --blocks 2 --steps 100000 --val-every 5000 "${h[@]}" --out runs/efdn_w16b2_x4_long
+  train_split --arch efdn --scale 4 --width 16 --blocks 2 --steps 5000 --val-every 1000 --loss l2 --lr 1e-4 \
+    --init runs/efdn_w16b2_x4_long/best.weights.h5 "${h[@]}" --out runs/efdn_w16b2_x4_l2
+  local q=(--data "$DATA" --eval "$VAL/Set5" --eval "$VAL/Set14" --out edgesr/models)
+  edgesr-convert quantize runs/efdn_w16b2_x4_l2 --dtype float32 --dtype int8 "${q[@]}"
+  edgesr-convert quantize runs/efdn_w16b2_x4_l2 --dtype int8 --tile 80x60 --edgetpu "${q[@]}"
+  edgesr-convert compile edgesr/models/efdn_w16b2_x4_int8_80x60_edgetpu_ready.tflite || true
+  python benchmarks/learning_curve.py runs/efdn_w16b2_x4_long runs/efdn_w16b2_x4_l2 --out benchmarks/results/learning_curve.png
+}
+train_split() { edgesr-convert train "$@"; }
 
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(realtime baselines teacher ladder export_models table)
