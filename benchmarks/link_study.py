@@ -189,7 +189,7 @@ def main() -> None:
                 print(json.dumps(r))
             out.write_text(json.dumps({"video": a.video.name, "live": runs}, indent=1))
             return
-        res = video_study.run(a.video, Engine(a.model, threads=2), [float(b) for b in a.bitrates.split(",")],
+        res = video_study.run(a.video, Engine(a.model, threads=2, scale=4), [float(b) for b in a.bitrates.split(",")],
                               [float(f) for f in str(a.fps).split(",")], [float(v) for v in a.loss.split(",")],
                               a.frames, out)
         video_study.plot(res, out.with_suffix(".png"))

@@ -147,6 +147,7 @@ def cell(hrs, eng, bitrate: float, fps: float, losses, seed: int = 1) -> list[di
 
 
 def run(video: Path, eng, bitrates, fps_list, losses, n: int, out_json: Path) -> dict:
+    """``eng``: the model the robot runs for LR + SR (and the device measures with)."""
     res = {"video": video.name, "model": eng.card.name, "rows": []}
     for fps in fps_list:
         hrs = video_frames(video, fps, n)

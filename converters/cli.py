@@ -69,7 +69,7 @@ def _run_train(arch, scale, width, blocks, no_anchor, data, out, val, steps, bat
                       edge_weight=edge_weight, threads=threads, command=shlex.join(["edgesr-convert", *sys.argv[1:]]),
                       teacher=extra.get("teacher"), distill_weight=extra.get("distill_weight", 1.0),
                       gan=extra.get("gan", False), adv_weight=extra.get("adv_weight", 5e-3),
-                      loss=extra.get("loss", "l1"), extra={"init": extra["init"]} if extra.get("init") else {})
+                      loss=extra.get("loss", "l1"), lr_codec=extra.get("lr_codec"), extra={"init": extra["init"]} if extra.get("init") else {})
     state = train(cfg, resume=resume)
     last = state["history"][-1] if state["history"] else {}
     click.echo(json.dumps({"out": out, "step": state["step"], "best_val_psnr": state["best_psnr"],
@@ -84,6 +84,7 @@ def _run_train(arch, scale, width, blocks, no_anchor, data, out, val, steps, bat
 @click.option("--init", type=click.Path(exists=True), default=None, help="weights to start from (.weights.h5)")
 @click.option("--loss", type=click.Choice(["l1", "l2"]), default="l1", show_default=True,
               help="pixel loss (l2: the short fine-tune after l1)")
+@click.option("--lr-codec", default=None, help="train on LR patches through a lossy codec, e.g. webp:30-90")
 @friendly
 def train_cmd(**kw):
     """Train an SR network on HR image folders (resumable with --resume)."""

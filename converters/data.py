@@ -30,21 +30,38 @@ def list_images(folders) -> list[Path]:
     return files
 
 
-def _cache_path(files, scale, patch, per_image, seed, cache_dir) -> Path:
+def _cache_path(files, scale, patch, per_image, seed, cache_dir, lr_codec=None) -> Path:
     h = hashlib.sha1()
     for f in files:
         st = f.stat()
         h.update(f"{f}:{st.st_size}:{int(st.st_mtime)}".encode())
-    h.update(f"{scale}:{patch}:{per_image}:{seed}".encode())
+    h.update(f"{scale}:{patch}:{per_image}:{seed}:{lr_codec}".encode())
     return Path(cache_dir) / f"patches_x{scale}_p{patch}_{h.hexdigest()[:12]}.npz"
 
 
+def parse_lr_codec(spec: str | None):
+    """'webp:30-90' -> ('webp', 30, 90): LR patches go through that codec at a random quality in the range (the
+    robot upscales decoded, compressed LR frames; README, the link study on video)."""
+    if not spec:
+        return None
+    try:
+        codec, q = spec.split(":")
+        lo, hi = (int(v) for v in q.split("-"))
+        assert codec in ("jpeg", "webp") and 1 <= lo <= hi <= 100
+        return codec, lo, hi
+    except (ValueError, AssertionError):
+        raise DataError(f"--lr-codec {spec!r}: expected jpeg|webp:LO-HI, e.g. webp:30-90") from None
+
+
 def make_patches(folders, scale: int, patch: int = 32, per_image: int = 16, seed: int = 0,
-                 cache_dir: str | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(LR, HR) uint8 arrays of shape (N, patch, patch, 3) and (N, patch*s, patch*s, 3)."""
+                 cache_dir: str | None = None, progress: bool = True,
+                 lr_codec: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(LR, HR) uint8 arrays of shape (N, patch, patch, 3) and (N, patch*s, patch*s, 3); with ``lr_codec`` each LR
+    patch has been through that lossy codec (see ``parse_lr_codec``)."""
     files = list_images(folders)
+    codec = parse_lr_codec(lr_codec)
     cache_dir = cache_dir or os.environ.get("EDGESR_CACHE", str(Path.home() / ".cache" / "edgesr"))
-    cache = _cache_path(files, scale, patch, per_image, seed, cache_dir)
+    cache = _cache_path(files, scale, patch, per_image, seed, cache_dir, lr_codec)
     if cache.exists():
         with np.load(cache) as z:
             return z["lr"], z["hr"]
@@ -60,7 +77,11 @@ def make_patches(folders, scale: int, patch: int = 32, per_image: int = 16, seed
         ys = rng.integers(0, lr.shape[0] - patch + 1, per_image)
         xs = rng.integers(0, lr.shape[1] - patch + 1, per_image)
         for y, x in zip(ys, xs):
-            lrs.append(lr[y:y + patch, x:x + patch])
+            p = lr[y:y + patch, x:x + patch]
+            if codec:
+                from edgesr.codec import decode, encode
+                p = decode(encode(p, codec[0], int(rng.integers(codec[1], codec[2] + 1))))
+            lrs.append(p)
             hrs.append(hr[y * scale:(y + patch) * scale, x * scale:(x + patch) * scale])
     lr_arr, hr_arr = np.stack(lrs), np.stack(hrs)
     cache.parent.mkdir(parents=True, exist_ok=True)

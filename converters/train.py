@@ -37,6 +37,7 @@ class TrainConfig:
     adv_weight: float = 5e-3
     threads: int = 0
     loss: str = "l1"                # "l1", or "l2" for the short fine-tune after it
+    lr_codec: str | None = None     # e.g. "webp:30-90": train on LR that went through the link's codec
     command: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -91,7 +92,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         state["config"] = asdict(cfg)
     (out / "spec.json").write_text(json.dumps(spec.to_dict(), indent=1))
 
-    lr_p, hr_p = make_patches(cfg.data, spec.scale, cfg.patch, cfg.per_image, cfg.seed, progress=progress)
+    lr_p, hr_p = make_patches(cfg.data, spec.scale, cfg.patch, cfg.per_image, cfg.seed, progress=progress,
+                              lr_codec=cfg.lr_codec)
     ds = iter(dataset(lr_p, hr_p, cfg.batch, cfg.seed + state["step"]))
     pairs = load_pairs(cfg.val, spec.scale) if cfg.val else []
 
