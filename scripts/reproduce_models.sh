@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The exact commands that produced every shipped model and every row of the README's quality table.
 # Usage: scripts/reproduce_models.sh [stage ...]
-#   stages: split realtime baselines teacher ladder export_models table efdn_long
+#   stages: split realtime baselines teacher ladder export_models table efdn_long codec_model
 #   (efdn_long, session 3: picks checkpoints on a held-out split of the training data, never on Set5/Set14)
 # (default: all)
 # Runs are resumable: re-running a stage continues from runs/<name>/last.* (add steps by raising --steps).
@@ -92,6 +92,17 @@ efdn_long() {  # the session-3 candidate default: EDBB student (re-parameterized
   python benchmarks/learning_curve.py runs/efdn_w16b2_x4_long runs/efdn_w16b2_x4_l2 --out benchmarks/results/learning_curve.png
 }
 train_split() { edgesr-convert train "$@"; }
+
+codec_model() {  # robot-side x4 for WebP-compressed LR: the default fine-tuned on codec-degraded LR patches
+  python scripts/recover_run.py edgesr/models/srgan_w16b1_x4_float32.tflite edgesr/models/srgan_w16b1_x4_int8.json \
+    runs/srgan_w16b1_x4_recovered
+  edgesr-convert train --arch srgan --scale 4 --width 16 --blocks 1 --steps 4000 --lr 2e-4 --patch 48 --per-image 32 \
+    --val-every 1000 --lr-codec webp:20-90 --init runs/srgan_w16b1_x4_recovered/best.weights.h5 \
+    --data runs/split/train --val runs/split/holdout --threads 1 --out runs/srgan_w16b1_x4_codec
+  cp runs/srgan_w16b1_x4_codec/last.weights.h5 runs/srgan_w16b1_x4_codec/best.weights.h5  # see README
+  edgesr-convert quantize runs/srgan_w16b1_x4_codec --dtype int8 --name srgan_w16b1_x4_codec_int8 --data "$DATA" \
+    --eval "$VAL/Set5" --eval "$VAL/Set14" --out edgesr/models
+}
 
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(realtime baselines teacher ladder export_models table)

@@ -172,10 +172,11 @@ def test_cli_train_resume_distill_quantize_evaluate(tmp_path, set5):
     assert r.returncode == 0, r.stderr
     assert (g / "disc.weights.h5").exists()
     f = tmp_path / "l2"  # the short L2 fine-tune after L1, from the L1 run's weights
-    r = _convert("train", "--loss", "l2", "--init", t / "best.weights.h5", "--arch", "srgan", "--width", "8",
-                 "--blocks", "2", "--steps", steps, "--out", f, *common, env=env)
+    r = _convert("train", "--loss", "l2", "--lr-codec", "webp:30-90", "--init", t / "best.weights.h5", "--arch",
+                 "srgan", "--width", "8", "--blocks", "2", "--steps", steps, "--out", f, *common, env=env)
     assert r.returncode == 0, r.stderr
-    assert json.loads((f / "state.json").read_text())["config"]["loss"] == "l2"
+    cfg = json.loads((f / "state.json").read_text())["config"]
+    assert cfg["loss"] == "l2" and cfg["lr_codec"] == "webp:30-90"
     models = tmp_path / "models"
     r = _convert("quantize", s, "--out", models, "--dtype", "float32", "--dtype", "int8", "--tile", "32x24",
                  "--data", data, "--eval", set5, env=env)
