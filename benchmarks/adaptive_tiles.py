@@ -164,7 +164,7 @@ def main() -> None:
                 ax.annotate(f"{row['threshold']:g}", (row["speedup"], row["loss_db"]), fontsize=7)
         ax.axhline(0.1, color="grey", ls="--", lw=0.8)
         ax.axvline(1.5, color="grey", ls="--", lw=0.8)
-        ax.set_title(f"{model.replace('srgan_w16b1_x4_int8', 'x4 int8')}, tile {tile or "80x60"}", fontsize=9)
+        ax.set_title(f"{model.replace('srgan_w16b1_x4_int8', 'x4 int8')}, tile {tile or '80x60'}", fontsize=9)
         ax.set_xlabel("speed-up vs full SR (same run)")
         ax.set_xscale("log")
     axes[0].set_ylabel("PSNR-Y loss vs full SR (dB)")

@@ -12,7 +12,7 @@ import numpy as np
 from edgesr.errors import DataError
 from edgesr.metrics import psnr_y
 
-from .archs import build
+from .archs import ArchSpec, build
 from .runs import load_run, read_spec, read_state, write_state
 
 

@@ -1,7 +1,6 @@
 """Streaming over real transports on loopback: UDP, TCP, serial (pty pairs), HTTP MJPEG; real processes."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
