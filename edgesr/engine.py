@@ -114,11 +114,15 @@ class Engine:
         if c.tile is not None and tuple(c.tile) != self.tile:
             raise ModelError(f"{name}: card says tile {c.tile}, the model's input is "
                              f"{'dynamic' if self.dynamic else list(self.tile)}; fix the card's \"tile\"")
-        h, w = self.tile or (8, 8)
-        if self.dynamic:
+        h, w = self.tile or (16, 16)
+        if self.dynamic:  # the real output shape: some ops (TRANSPOSE_CONV) know it only after an invoke
             it.resize_tensor_input(i["index"], [1, h, w, 3], strict=False)
             it.allocate_tensors()
-        out = [int(v) for v in it.get_output_details()[0]["shape"]]
+            it.tensor(i["index"])()[...] = 0
+            it.invoke()
+            out = list(it.tensor(o["index"])().shape)
+        else:
+            out = [int(v) for v in it.get_output_details()[0]["shape"]]
         if len(out) != 4 or out[-1] != 3 or out[1] % h or out[2] % w or out[1] // h != out[2] // w:
             raise ModelError(f"{name}: output shape {out} is not an integer upscale of input {h}x{w}x3")
         if out[1] // h != c.scale:

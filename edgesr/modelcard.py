@@ -73,7 +73,7 @@ def load_card(model_path) -> ModelCard | None:
 
 
 MODELS_DIR = Path(__file__).parent / "models"
-DEFAULTS = {4: "srgan_w16b1_x4_int8", 2: "srgan_w16b1_x2_int8"}
+DEFAULTS = {4: "efdn_w16b2_x4_int8", 2: "srgan_w16b1_x2_int8"}
 
 
 def shipped_models() -> list[Path]:

@@ -134,7 +134,7 @@ def test_readme_first_command_default_model_beats_bicubic(tmp_path):
     out = tmp_path / "x4.png"
     r = edgesr("upscale", SAMPLE, out)
     assert r.returncode == 0, r.stderr
-    assert "srgan_w16b1_x4_int8" in r.stderr
+    assert "efdn_w16b2_x4_int8" in r.stderr
     hr = read_rgb(ROOT / "edgesr" / "samples" / "nature_640x480.png")
     sr = read_rgb(out)
     gain = psnr_y(sr, hr, 4) - psnr_y(imresize(read_rgb(SAMPLE), 4), hr, 4)
@@ -144,8 +144,9 @@ def test_readme_first_command_default_model_beats_bicubic(tmp_path):
 def test_models_lists_shipped_defaults():
     r = edgesr("models", "--json")
     rows = {m["name"]: m for m in json.loads(r.stdout)}
-    assert rows["srgan_w16b1_x4_int8"]["default"] and rows["srgan_w16b1_x2_int8"]["default"]
-    assert rows["srgan_w16b1_x4_int8"]["set5_psnr_y"] > 29.5
+    assert rows["efdn_w16b2_x4_int8"]["default"] and rows["srgan_w16b1_x2_int8"]["default"]
+    assert not rows["srgan_w16b1_x4_int8"]["default"]
+    assert rows["efdn_w16b2_x4_int8"]["set5_psnr_y"] > rows["srgan_w16b1_x4_int8"]["set5_psnr_y"] > 29.5
 
 
 def test_upscale_texture_threshold(tmp_path):
