@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgesr.engine import Engine  # noqa: E402
-from edgesr.errors import ConfigError  # noqa: E402
 from edgesr.imageio import read_rgb, write_rgb  # noqa: E402
-from edgesr.protocol import FrameAssembler, decode_packet, encode_frame  # noqa: E402
+from edgesr.modechoice import delivered  # noqa: E402
+from edgesr.ratecontrol import fit_quality  # noqa: E402
 from edgesr.metrics import degrade, imresize, psnr_y  # noqa: E402
 
 HR_W, HR_H, S = 480, 360, 4
@@ -46,25 +46,11 @@ def frames(shared: Path) -> list[np.ndarray]:
 
 def fit(img: np.ndarray, budget: float, codec: str, tile: int):
     """Highest quality whose packets fit ``budget`` bytes: (quality, bytes, decoded image) or None."""
-    def trial(q):
-        try:
-            pk = encode_frame(img, 1, 0, tile=tile, codec=codec, quality=q, mtu=256)
-        except ConfigError:  # a tile would need > 255 fragments: this configuration cannot be sent
-            return float("inf"), None
-        return sum(map(len, pk)), pk
-    lo, hi, best = 1, 95, None
-    while lo <= hi:
-        q = (lo + hi) // 2
-        n, pk = trial(q)
-        if n <= budget:
-            best, lo = (q, n, pk), q + 1
-        else:
-            hi = q - 1
-    if best is None:
+    r = fit_quality(img, budget, codec, tile, mtu=256)
+    if r is None:
         return None
-    asm = FrameAssembler()
-    out = [f for p in best[2] for f in asm.add(decode_packet(p))]
-    return best[0], best[1], out[0].image
+    q, packets = r
+    return q, sum(map(len, packets)), delivered(packets)
 
 
 def static_study(hrs, eng, bitrates, fps, tiles):

@@ -181,7 +181,9 @@ def _check_sink(k: SinkConfig, w: str, base: Path | None) -> None:
         k.endpoint = parse_url(k.url)
     except ConfigError as e:
         raise ConfigError(f"{w}.url: {e}") from None
-    if k.topology not in ("auto", "source", "receiver", "measured"):
+    from .transports.base import TOPOLOGIES
+
+    if k.topology not in ("auto", *TOPOLOGIES):
         raise ConfigError(f"{w}.topology must be 'auto', 'source' or 'receiver' (or 'measured'), got {k.topology!r}")
     if k.codec not in ("jpeg", "webp", "png"):
         raise ConfigError(f"{w}.codec must be jpeg, webp or png, got {k.codec!r}")

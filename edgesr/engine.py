@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from .errors import BackendError, InputError, ModelError
-from .interpreter import BACKENDS, interpreter_api, is_edgetpu_model, open_interpreter
+from .interpreter import BACKENDS, allocate_quietly, interpreter_api, is_edgetpu_model, open_interpreter
 from .modelcard import ModelCard, load_card, resolve_model
 from .tiling import Tiler
 from .upscaler import check_frame
@@ -122,7 +122,7 @@ class Engine:
             it.invoke()
             out = list(it.tensor(o["index"])().shape)
         else:
-            out = [int(v) for v in it.get_output_details()[0]["shape"]]
+            out = [int(v) for v in o["shape"]]
         if len(out) != 4 or out[-1] != 3 or out[1] % h or out[2] % w or out[1] // h != out[2] // w:
             raise ModelError(f"{name}: output shape {out} is not an integer upscale of input {h}x{w}x3")
         if out[1] // h != c.scale:
@@ -173,9 +173,9 @@ class Engine:
         if not self.dynamic:
             return self.interpreter, self.batch
         if getattr(self, "_tiles_it", None) is None or self._tiles_it[1] != tile_hw:
-            it = open_interpreter(self.path, self.threads)
+            it = open_interpreter(self.path, self.threads, allocate=False)
             it.resize_tensor_input(self._in_index, [ADAPTIVE_BATCH, *tile_hw, 3], strict=False)
-            it.allocate_tensors()
+            allocate_quietly(it, self.path)  # allocated once, at the tile shape
             self._tiles_it = (it, tile_hw)
         return self._tiles_it[0], ADAPTIVE_BATCH
 

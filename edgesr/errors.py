@@ -25,5 +25,11 @@ class ConfigError(EdgeSRError):
     """Bad configuration key or value."""
 
 
+def listen_error(what: str, host: str, port: int, e: OSError) -> ConfigError:
+    """The one-line error for an address that cannot be bound (port in use, or not this machine's)."""
+    return ConfigError(f"{what}: cannot listen on {host}:{port} ({e.strerror or e}; port in use or address not on "
+                       "this machine?)")
+
+
 class ProtocolError(EdgeSRError):
     """Malformed packet on the wire."""

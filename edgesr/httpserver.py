@@ -3,10 +3,12 @@ timeouts, a real listen backlog, one log line per client error, and a clear erro
 from __future__ import annotations
 
 import logging
+import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .errors import ConfigError
+from .errors import listen_error
 
 log = logging.getLogger("edgesr.http")
 
@@ -29,8 +31,6 @@ class Handler(BaseHTTPRequestHandler):
     send_buffer = 256 << 10              # bytes the kernel queues for one client: a stalled one is found in ~1 s
 
     def setup(self):
-        import socket
-
         self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
         super().setup()
 
@@ -53,8 +53,7 @@ class Server(ThreadingHTTPServer):
         try:
             super().__init__(addr, handler)
         except OSError as e:
-            raise ConfigError(f"{name}: cannot listen on {addr[0]}:{addr[1]} ({e.strerror or e}; port in use or "
-                              "address not on this machine?)") from None
+            raise listen_error(name, addr[0], addr[1], e) from None
         self.name, self.slots = name, threading.BoundedSemaphore(max_clients)
         self.stats = {"clients_refused": 0, "client_errors": 0}
 
@@ -77,8 +76,6 @@ class Server(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         """One line per client error (a viewer that closed its tab), never a traceback."""
-        import sys
-
         e = sys.exc_info()[1]
         self.client_error(client_address, f"{type(e).__name__}: {e}" if e else "error")
 

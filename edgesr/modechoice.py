@@ -20,7 +20,7 @@ from .ratecontrol import fit_quality
 
 
 def downscale(hr: np.ndarray, scale: int) -> np.ndarray:
-    """The LR frame the robot will get: area downscale, the size a multiple of nothing (any HxW)."""
+    """The LR frame the robot will get: INTER_AREA downscale by ``scale`` (any input size)."""
     h, w = hr.shape[:2]
     return cv2.resize(hr, (max(1, w // scale), max(1, h // scale)), interpolation=cv2.INTER_AREA)
 

@@ -206,6 +206,7 @@ class Frame:
     lr: bool = False
     scale: int = 1
     received_at: float = 0.0
+    encoded: dict = field(default_factory=dict, repr=False)  # JPEGs by quality, shared by the robot-side outputs
 
 
 def _newer(a: int, b: int) -> bool:

@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from .errors import EdgeSRError, ProtocolError
-from .fec import is_parity
+from .fec import Recovery, is_parity
 from .protocol import AuthError, Frame, FrameAssembler, Limits, decode_packet
 from .transports import open_reader, parse_url
 
@@ -29,7 +29,6 @@ class Receiver:
         self.reader = None if self.scheme == "http" else open_reader(self.endpoint)
         self.limits = limits or Limits()
         self.assembler = FrameAssembler(limits=self.limits)
-        from .fec import Recovery
         self.recovery = Recovery(max_bytes=self.limits.max_frame_bytes)  # parity packets (edgesr.fec), if sent
         self.engines: dict[int, object] = {}
         self.stats = {"packets": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0, "skipped": 0,

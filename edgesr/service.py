@@ -90,8 +90,8 @@ def build(cfg: ServeConfig):
 
             m = cfg.model
             eng = Engine(m.name or None, backend=m.backend, threads=1, scale=m.scale)
-            budget = sink.rate.frame_budget if sink.rate else k.bitrate / 8 / k.fps
-            sink.chooser = ModeChooser(eng, budget, codec=k.codec, tile=k.tile, mtu=sink.mtu)
+            # 'measured' implies a bit budget (config), so the sink has a rate controller
+            sink.chooser = ModeChooser(eng, sink.rate.frame_budget, codec=k.codec, tile=k.tile, mtu=sink.mtu)
     src = cfg.source
     source = open_source(src.url, (src.width, src.height), src.fps, src.loop)
     return Pipeline(source, engine, sinks, (src.width, src.height), cfg.model.scale)
@@ -141,8 +141,6 @@ def run(cfg: ServeConfig, duration: float | None = None) -> int:
             model = f"{s['model']} {s['engine_ms']:.1f} ms" if "model" in s else "no SR on the device (LR sinks)"
             status = (f"{s['fps']:.1f} fps, {model}, latency {lat:.0f} ms, drops {drops}"
                       + ("" if s["source_ok"] else ", SOURCE DOWN"))
-            if not s["upscaled"] and not s["captured"]:
-                status = f"starting: {s['model'] if 'model' in s else 'LR sinks'}, waiting for the first frame"
             sd_notify(f"STATUS={status}")
             log.info(status)
             next_status = now + cfg.status_every

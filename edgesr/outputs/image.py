@@ -1,6 +1,7 @@
 """What every output publishes: a JPEG of the frame, its capture time and the image_transport format string."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from ..codec import encode
@@ -21,10 +22,13 @@ class Compressed:
 
 
 def compress(frame, frame_id: str, quality: int = 80) -> Compressed:
-    """JPEG of ``frame.image`` (RGB), stamped with the device's capture time (``frame.timestamp``, seconds)."""
+    """JPEG of ``frame.image`` (RGB), stamped with the device's capture time (``frame.timestamp``, seconds).
+    Encoded once per frame and quality: ROS 2, Foxglove and MCAP outputs of one receiver share it."""
     ns = int(round(frame.timestamp * 1e9))
-    return Compressed(encode(frame.image, "jpeg", quality), ns // 1_000_000_000, ns % 1_000_000_000, ns, frame_id,
-                      frame.seq)
+    jpeg = frame.encoded.get(quality)
+    if jpeg is None:  # two output threads may both encode the first time; the result is the same
+        jpeg = frame.encoded[quality] = encode(frame.image, "jpeg", quality)
+    return Compressed(jpeg, ns // 1_000_000_000, ns % 1_000_000_000, ns, frame_id, frame.seq)
 
 
 def quality_of(q: dict, url: str) -> int:
@@ -39,6 +43,7 @@ def quality_of(q: dict, url: str) -> int:
     return quality
 
 
+@functools.lru_cache(maxsize=None)
 def typestore(what: str):
     """rosbags' ROS 2 (Jazzy) type store: CDR, message definitions and RIHS01 type hashes, no ROS needed."""
     from .base import need

@@ -13,6 +13,7 @@ The session is a zenoh client of a router (`ros2 run rmw_zenoh_cpp rmw_zenohd` o
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -33,6 +34,7 @@ def mangle(name: str) -> str:
     return name.replace("/", "%") or "%"
 
 
+@functools.lru_cache(maxsize=None)
 def type_hash(distro: str) -> str:
     if distro == "humble":
         return "TypeHashNotSupported"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ class OutFrame:
     captured_at: float  # time.monotonic() at capture, for latency
 
 
+TOPOLOGIES = ("source", "receiver", "measured")
+
+
 class Sink:
     """Base: ``submit()`` never blocks; a thread takes the newest frame and calls ``send(frame)``.
     ``topology`` 'source' sends the upscaled frame, 'receiver' the LR frame for the robot to upscale, 'measured'
@@ -36,10 +40,9 @@ class Sink:
     def __init__(self, url, topology: str = "source", codec: str = "jpeg", quality: int = 80, tile: int = 64,
                  key: bytes | None = None, bitrate: float = 0, fps: float = 10.0, mtu: int = 1200, stream: int = 0,
                  replenish: float = 0.0, refresh: int = 2, fec: float = 0.0):
-        if topology not in ("source", "receiver", "measured"):
+        if topology not in TOPOLOGIES:
             raise ConfigError(f"topology must be 'source', 'receiver' or 'measured', not {topology!r}")
-        self.endpoint = url if not isinstance(url, str) else None
-        self.url = getattr(url, "url", url)
+        self.url = getattr(url, "url", url)  # an Endpoint, or a plain name for sinks outside transports/
         self.topology, self.codec, self.quality, self.tile = topology, codec, quality, tile
         self.key, self.mtu, self.stream = key, mtu, stream
         self.rate = RateController(bitrate, fps, quality, max_packet=mtu) if bitrate else None
@@ -89,7 +92,7 @@ class Sink:
             self.replenisher.sent(img, tiles)
         if self.fec:
             from ..fec import protect
-            pk = pk + protect(pk, -(-int(self.fec * 1000) * len(pk) // 1000))
+            pk = pk + protect(pk, math.ceil(self.fec * len(pk)))
         if self.rate:
             self.rate.update(sum(map(len, pk)))
         return pk

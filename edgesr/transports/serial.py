@@ -28,9 +28,9 @@ class _Port:
             except (serial.SerialException, OSError) as e:
                 first = self.last_error is None
                 self.last_error = f"cannot open {self.dev} ({e})"
-                delay = self.backoff.failed()
+                self.backoff.failed()
                 if first:
-                    log.warning("serial %s; retrying every <= %.1f s", self.last_error, max(delay, 5.0))
+                    log.warning("serial %s; retrying every <= %.1f s", self.last_error, self.backoff.limit)
         return self.port
 
     def lost(self) -> None:

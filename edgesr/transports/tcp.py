@@ -7,7 +7,7 @@ import threading
 import time
 
 from ..backoff import Backoff
-from ..errors import ConfigError
+from ..errors import listen_error
 from ..protocol import StreamDeframer, frame_bytes
 from ..slot import Slot, consume
 from .base import Sink, log
@@ -57,8 +57,7 @@ class TCPSink(Sink):
         try:
             self.server = socket.create_server(self.addr, reuse_port=False, backlog=64)
         except OSError as e:
-            raise ConfigError(f"{self.url}: cannot listen on {self.addr[0]}:{self.addr[1]} ({e.strerror or e}; "
-                              "port in use or address not on this machine?)") from None
+            raise listen_error(self.url, *self.addr, e) from None
         self.server.settimeout(0.2)
         self.port = self.server.getsockname()[1]
         self.acceptor = threading.Thread(target=self._accept, name=f"tcp accept {self.addr}", daemon=True)

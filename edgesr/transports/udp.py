@@ -5,7 +5,7 @@ import ipaddress
 import socket
 import struct
 
-from ..errors import ConfigError
+from ..errors import listen_error
 from .base import Sink
 
 
@@ -45,8 +45,6 @@ class UDPSink(Sink):
 class UDPReader:
     """Binds HOST:PORT (joins the group for a multicast address) and returns datagrams."""
 
-    last_error = None
-
     def __init__(self, endpoint):
         host, port = endpoint.host, endpoint.port
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -61,8 +59,7 @@ class UDPReader:
                 self.sock.bind((host, port))
         except OSError as e:
             self.sock.close()
-            raise ConfigError(f"{endpoint.url}: cannot bind {host}:{port} ({e.strerror or e}; port in use or "
-                              "address not on this machine?)") from None
+            raise listen_error(endpoint.url, host, port, e) from None
 
     def read(self, timeout: float = 0.5) -> list[bytes]:
         try:
