@@ -47,7 +47,7 @@ class ModelConfig:
 class SinkConfig:
     url: str = ""
     topology: str = "auto"          # source | receiver | measured | auto (README, the link study on video)
-    codec: str = "jpeg"
+    codec: str = "jpeg"             # tiles: jpeg | webp | png; h264: temporal coding (`video` extra)
     quality: int = 80
     tile: int = 64
     bitrate: float = 0              # bits/s; 0 = unlimited (serial sinks default to 80% of baud)
@@ -185,8 +185,16 @@ def _check_sink(k: SinkConfig, w: str, base: Path | None) -> None:
 
     if k.topology not in ("auto", *TOPOLOGIES):
         raise ConfigError(f"{w}.topology must be 'auto', 'source' or 'receiver' (or 'measured'), got {k.topology!r}")
-    if k.codec not in ("jpeg", "webp", "png"):
-        raise ConfigError(f"{w}.codec must be jpeg, webp or png, got {k.codec!r}")
+    if k.codec not in ("jpeg", "webp", "png", "h264"):
+        raise ConfigError(f"{w}.codec must be jpeg, webp, png or h264, got {k.codec!r}")
+    if k.codec == "h264":
+        from .video import _av
+        if k.endpoint.scheme == "http":
+            raise ConfigError(f"{w}.codec: an http (MJPEG) sink sends JPEG; h264 is for udp, tcp and serial")
+        try:
+            _av()
+        except ConfigError as e:
+            raise ConfigError(f"{w}.codec: {e}") from None
     if not 1 <= k.quality <= 100:
         raise ConfigError(f"{w}.quality must be 1..100, got {k.quality}")
     if not 16 <= k.tile <= 1024:

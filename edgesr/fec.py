@@ -56,6 +56,12 @@ def protect(packets: list[bytes], parity: int) -> list[bytes]:
     return out
 
 
+def parity_share(loss: float) -> float:
+    """The sink's ``fec`` for a link that loses ``loss`` of its packets (as ``edgesr receive`` measures it): 5x the
+    loss, at most 1 (at 5 %: 25 % parity; a frame of 4 packets then survives 2 % of the time unrebuilt)."""
+    return min(1.0, 5.0 * max(0.0, loss))
+
+
 def _crc_of(packet: bytes) -> int:
     """A data packet's own CRC32 (before its HMAC tag, when flags say it has one)."""
     from .protocol import FLAG_AUTH, TAG_LEN

@@ -32,11 +32,10 @@ def prometheus(pipe, extra: dict) -> str:
     metric("fps", "gauge", "Pipeline frame rate (EWMA)", [({}, s["fps"])])
     links = [(u, v["link"]) for u, v in s["sinks"].items() if "link" in v]
     if links:
-        metric("link_mode_lr", "gauge", "Measured link mode: 1 = LR + SR at the robot, 0 = camera frame as it is",
-               [({"sink": u}, int(v["mode"] == "lr")) for u, v in links])
+        metric("link_mode", "gauge", "Measured link mode in use (1 for the chosen mode; lr modes: SR at the robot)",
+               [({"sink": u, "mode": m}, int(v["mode"] == m)) for u, v in links for m in v["db"]])
         metric("link_measured_db", "gauge", "PSNR-Y at the robot measured on the device, per mode",
-               [({"sink": u, "mode": m}, v[k]) for u, v in links for m, k in (("hr", "hr_db"), ("lr", "lr_sr_db"))
-                if v[k] is not None])
+               [({"sink": u, "mode": m}, db) for u, v in links for m, db in v["db"].items() if db is not None])
     if "model" in s:
         metric("sr_fraction", "gauge", "Share of tiles the model ran on, last frame (adaptive tiles; 1 = all)",
                [({"model": s["model"]}, s["sr_fraction"])])

@@ -9,6 +9,9 @@ One packet carries one tile (or one fragment of a tile) of one frame:
 Big-endian, 42-byte header (version 2). Tiles are independently decodable images, so a lost packet costs one
 tile. "Tiles sent" < tile count is conditional replenishment: only the tiles that changed (plus a cyclic refresh)
 were sent, the robot keeps the others from the previous frame.
+Codec "h264" (``edgesr.video``) carries one H.264 access unit per frame instead of tiles: "tiles" are then
+consecutive chunks of the unit (each up to 255 fragments, geometry = the whole frame), decoded in order by the
+robot's per-stream H.264 decoder.
 Byte streams (TCP, serial) wrap each packet in COBS with a 0x00 delimiter, which resynchronises after garbage
 or a cut mid-packet. ``decode_packet`` raises ProtocolError (AuthError for a bad/missing tag) and nothing else.
 """
@@ -32,6 +35,7 @@ CRC = struct.Struct("!I")
 TAG_LEN = 16
 FLAG_AUTH, FLAG_LR = 1, 2
 MAX_PACKET = 65535 + HEADER.size + CRC.size + TAG_LEN
+H264 = 4  # codec id of an H.264 access unit (edgesr.video); 1-3 are the image codecs of edgesr.codec
 
 
 class AuthError(ProtocolError):
@@ -98,7 +102,7 @@ def decode_packet(data: bytes, key: bytes | None = None) -> Packet:
             raise AuthError("unauthenticated packet (a key is configured)")
         if not hmac.compare_digest(data[end:], _tag(key, data[:end])):
             raise AuthError("bad HMAC tag")
-    if codec not in CODEC_NAMES:
+    if codec not in CODEC_NAMES and codec != H264:
         raise ProtocolError(f"unknown codec {codec}")
     if not (tc >= 1 and ti < tc and nfrag >= 1 and frag < nfrag and w and h and fw and fh
             and x + w <= fw and y + h <= fh and 1 <= scale <= 8 and 1 <= sent <= tc):
@@ -133,6 +137,29 @@ def encode_frame(image_rgb: np.ndarray, seq: int, timestamp_us: int, *, stream: 
                                             CODECS[codec], scale, f, len(chunks), FLAG_LR if lr else 0, chunk,
                                             len(chosen)), key))
     return out
+
+
+def payload_share(mtu: int, key: bytes | None = None) -> float:
+    """Share of a full packet that is payload (the rest: header, CRC, tag)."""
+    return (mtu - HEADER.size - CRC.size - (TAG_LEN if key else 0)) / mtu
+
+
+def encode_unit(unit: bytes, size: tuple[int, int], seq: int, timestamp_us: int, *, stream: int = 0,
+                key: bytes | None = None, mtu: int = 1200, scale: int = 1, lr: bool = False) -> list[bytes]:
+    """One H.264 access unit of a ``size`` = (w, h) frame -> packets no larger than ``mtu`` bytes."""
+    room = mtu - HEADER.size - CRC.size - (TAG_LEN if key else 0)
+    if room < 64:
+        raise ConfigError(f"mtu {mtu} leaves no room for payload")
+    w, h = size
+    n = max(1, -(-len(unit) // room))
+    even = -(-len(unit) // n)  # equal packets: parity (edgesr.fec) is as long as the longest one
+    frags = [unit[k:k + even] for k in range(0, len(unit), even)] or [b""]
+    chunks = [frags[k:k + 255] for k in range(0, len(frags), 255)]
+    if len(chunks) > 4096:
+        raise ConfigError(f"H.264 unit of {len(unit)} bytes needs too many packets; raise the mtu")
+    return [encode_packet(Packet(stream, seq, timestamp_us, w, h, i, len(chunks), 0, 0, w, h, H264, scale, f,
+                                 len(chunk), FLAG_LR if lr else 0, part, len(chunks)), key)
+            for i, chunk in enumerate(chunks) for f, part in enumerate(chunk)]
 
 
 # -- byte streams ----------------------------------------------------------------------------------------
@@ -187,7 +214,7 @@ class Limits:
             return f"frame {p.frame_w}x{p.frame_h} over {self.max_frame_pixels} pixels / side {self.max_side}"
         if p.tile_count > self.max_tiles:
             return f"{p.tile_count} tiles over {self.max_tiles}"
-        if p.w * p.h > self.max_tile_pixels:
+        if p.w * p.h > self.max_tile_pixels and p.codec != H264:  # an H.264 decoder is bounded by frame pixels
             return f"tile {p.w}x{p.h} over {self.max_tile_pixels} pixels"
         if p.flags & FLAG_LR and p.frame_w * p.frame_h * p.scale * p.scale > self.max_output_pixels:
             return f"x{p.scale} of {p.frame_w}x{p.frame_h} over {self.max_output_pixels} output pixels"
@@ -223,9 +250,11 @@ class FrameAssembler:
         self.pending: dict[tuple[int, int], dict] = {}
         self.last_emitted: dict[int, int] = {}
         self.previous: dict[int, np.ndarray] = {}
+        self.video: dict[int, object] = {}  # stream -> H264Decoder (edgesr.video), made on its first unit
         self.stats = {"frames": 0, "complete": 0, "partial": 0, "tiles_missing": 0, "duplicates": 0,
-                      "late": 0, "bad_tiles": 0, "over_limit": 0}
+                      "late": 0, "bad_tiles": 0, "over_limit": 0, "no_picture": 0}
         self.last_over_limit: str | None = None
+        self.last_error: str | None = None  # why the last undecodable tile or unit failed
 
     def _over(self, why: str) -> list:
         self.stats["over_limit"] += 1
@@ -278,7 +307,7 @@ class FrameAssembler:
 
     def _emit_until(self, stream: int, seq: int, now: float) -> list[Frame]:
         older = sorted((k for k in self.pending if k[0] == stream and not _newer(k[1], seq)),
-                       key=lambda k: (k[1] - seq) & 0xFFFFFFFF)
+                       key=lambda k: -((seq - k[1]) & 0xFFFFFFFF))  # oldest first, ``seq`` last
         return [fr for k in older for fr in self._emit(k, now)]
 
     def _emit(self, key, now: float) -> list[Frame]:
@@ -293,8 +322,26 @@ class FrameAssembler:
         shape = (first.frame_h, first.frame_w, 3)
         canvas = prev.copy() if self.fill_missing and prev is not None and prev.shape == shape \
             else np.zeros(shape, np.uint8)
+        missing = self._video(f, canvas) if first.codec == H264 else self._tiles(f, canvas)
+        if missing is None:  # an H.264 unit that shows no picture yet (joined mid-stream): nothing to show
+            self.last_emitted[stream] = first.seq
+            self.stats["no_picture"] += 1
+            return []
+        lost = first.sent - (first.tile_count - len(missing))  # tiles sent but not here (replenished frames
+        if lost <= 0:                                           # leave the unsent ones from the previous frame)
+            missing = []
+        self.previous[stream] = canvas
+        self.last_emitted[stream] = first.seq
+        self.stats["frames"] += 1
+        self.stats["complete" if not missing else "partial"] += 1
+        self.stats["tiles_missing"] += max(0, lost)
+        return [Frame(canvas, first.seq, first.timestamp_us / 1e6, stream, missing, bool(first.flags & FLAG_LR),
+                      first.scale, now)]
+
+    def _tiles(self, f: dict, canvas: np.ndarray) -> list[int]:
+        """Decode a frame's tiles into ``canvas``; the indexes of those that did not arrive or decode."""
         missing = []
-        for i in range(first.tile_count):
+        for i in range(f["first"].tile_count):
             t = f["tiles"].get(i)
             if t is None or len(t["frags"]) != t["p"].nfrag:
                 missing.append(i)
@@ -306,13 +353,31 @@ class FrameAssembler:
             except ProtocolError:
                 self.stats["bad_tiles"] += 1
                 missing.append(i)
-        lost = first.sent - (first.tile_count - len(missing))  # tiles sent but not here (replenished frames
-        if lost <= 0:                                           # leave the unsent ones from the previous frame)
-            missing = []
-        self.previous[stream] = canvas
-        self.last_emitted[stream] = first.seq
-        self.stats["frames"] += 1
-        self.stats["complete" if not missing else "partial"] += 1
-        self.stats["tiles_missing"] += max(0, lost)
-        return [Frame(canvas, first.seq, first.timestamp_us / 1e6, stream, missing, bool(first.flags & FLAG_LR),
-                      first.scale, now)]
+        return missing
+
+    def _video(self, f: dict, canvas: np.ndarray) -> list[int] | None:
+        """Decode a frame's H.264 unit into ``canvas``; the chunks missing (then it is not decoded and the canvas
+        keeps the last picture), or None when the decoder has no picture yet."""
+        first = f["first"]
+        chunks = [f["tiles"].get(i) for i in range(first.tile_count)]
+        missing = [i for i, t in enumerate(chunks) if t is None or len(t["frags"]) != t["p"].nfrag]
+        if missing:
+            return missing
+        dec = None
+        try:
+            from .video import H264Decoder
+
+            dec = self.video.get(first.stream)
+            if dec is None:
+                dec = self.video[first.stream] = H264Decoder(self.limits.max_frame_pixels)
+            img = dec.decode(b"".join(t["frags"][j] for t in chunks for j in range(t["p"].nfrag)),
+                             (first.frame_w, first.frame_h))
+        except (ProtocolError, ConfigError) as e:  # ConfigError: no PyAV on this robot
+            self.stats["bad_tiles"] += 1
+            self.last_error = str(e)
+            if dec is not None and not dec.pictures:
+                return None  # joined mid-stream (no SPS/PPS yet): show nothing rather than black
+            return list(range(first.tile_count))
+        if img is not None:
+            canvas[...] = img
+        return None if img is None else []

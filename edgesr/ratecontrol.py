@@ -17,6 +17,7 @@ class RateController:
                  q_max: int = 92, margin: float = 0.9, max_packet: int = 1200):
         if bitrate <= 0:
             raise ConfigError("bitrate must be > 0 (use no controller for unlimited links)")
+        self.bitrate = bitrate
         self.rate = bitrate * margin / 8.0  # bytes per second
         self.target_fps, self.quality, self.q_min, self.q_max = target_fps, quality, q_min, q_max
         self.capacity = float(max_packet)

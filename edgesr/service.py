@@ -86,15 +86,26 @@ def build(cfg: ServeConfig):
     for k, sink in zip(cfg.sinks, sinks):
         if k.resolved_topology == "measured":  # its own engine: measuring runs on the sink's thread
             from .engine import Engine
-            from .modechoice import ModeChooser
+            from .modechoice import attach
 
             m = cfg.model
-            eng = Engine(m.name or None, backend=m.backend, threads=1, scale=m.scale)
-            # 'measured' implies a bit budget (config), so the sink has a rate controller
-            sink.chooser = ModeChooser(eng, sink.rate.frame_budget, codec=k.codec, tile=k.tile, mtu=sink.mtu)
+            attach(sink, Engine(m.name or None, backend=m.backend, threads=1, scale=m.scale), candidate_modes(k.codec))
     src = cfg.source
     source = open_source(src.url, (src.width, src.height), src.fps, src.loop)
     return Pipeline(source, engine, sinks, (src.width, src.height), cfg.model.scale)
+
+
+def candidate_modes(codec: str) -> tuple[str, ...]:
+    """What topology 'measured' chooses among: tiles in ``codec`` and, where PyAV is installed, H.264 (both at
+    camera size and at 1/scale for SR at the robot); ``codec = "h264"``: H.264 only."""
+    from .video import available
+
+    if codec == "h264":
+        return ("h264_hr", "h264_lr")
+    if available():
+        return ("hr", "lr", "h264_hr", "h264_lr")
+    log.info("topology 'measured' without H.264 (PyAV not installed: pip install \"edgesr[video]\")")
+    return ("hr", "lr")
 
 
 def run(cfg: ServeConfig, duration: float | None = None) -> int:

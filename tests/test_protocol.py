@@ -154,3 +154,12 @@ def test_slow_link_frame_is_not_expired_while_packets_keep_coming(frames):
     asm.add(decode_packet(b[0]), now=100.0)
     late = asm.expire(now=100.6, max_age=0.5)  # then the link goes quiet: emitted as partial
     assert len(late) == 1 and late[0].missing_tiles
+
+
+def test_an_incomplete_frame_is_emitted_partial_before_the_newer_complete_one(frames):
+    a = encode_frame(frames[0], 1, 0, tile=64)
+    b = encode_frame(frames[1], 2, 0, tile=64)
+    asm = FrameAssembler()
+    got = [f for p in a[1:] + b for f in asm.add(decode_packet(p))]  # frame 1 lost its first packet
+    assert [(f.seq, f.missing_tiles) for f in got] == [(1, [0]), (2, [])]
+    assert asm.stats["late"] == 0 and asm.stats["partial"] == 1

@@ -248,8 +248,8 @@ def test_measured_link_chooses_by_measurement(tmp_path):
             pipe.stop()
             rx.close()
         assert all(f.image.shape == (240, 320, 3) for f in frames)  # HR as sent, or LR upscaled x2 at the robot
-        assert link["measurements"] >= 1 and "edgesr_link_mode_lr" in text and "edgesr_link_measured_db" in text
+        assert link["measurements"] >= 1 and "edgesr_link_mode{" in text and "edgesr_link_measured_db" in text
         results[bitrate] = link
     thin, wide = results[20_000], results[4_000_000]
-    assert thin["mode"] == "lr" and (thin["hr_db"] is None or thin["lr_sr_db"] > thin["hr_db"])
-    assert wide["mode"] == "hr" and wide["hr_db"] > wide["lr_sr_db"]
+    assert thin["mode"] == "lr" and (thin["db"]["hr"] is None or thin["db"]["lr"] > thin["db"]["hr"])
+    assert wide["mode"] == "hr" and wide["db"]["hr"] > wide["db"]["lr"]

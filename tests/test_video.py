@@ -1,0 +1,142 @@
+"""H.264 inside edgesr's protocol (edgesr.video): real libx264/FFmpeg through PyAV on the shared camera clip."""
+from __future__ import annotations
+
+import random
+import struct
+import sys
+import zlib
+
+import numpy as np
+import pytest
+
+from conftest import DATA, ROOT
+from edgesr.errors import ConfigError
+from edgesr.fec import Recovery, is_parity
+from edgesr.metrics import psnr_y
+from edgesr.modechoice import MODES, attach
+from edgesr.protocol import H264, FrameAssembler, Limits, decode_packet, encode_unit
+from edgesr.transports.base import OutFrame, Sink
+from edgesr.video import H264Stream
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import video_study  # noqa: E402
+
+VIDEO = DATA / "video" / "one-by-one-person-detection.mp4"
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return video_study.video_frames(VIDEO, 2.0, 24)
+
+
+def stream(frames, fps=2.0, **kw):
+    sink = Sink("test", topology="source", codec="h264", fps=fps, mtu=1200, **kw)
+    return video_study.sink_stream(sink, frames, fps, 1)
+
+
+def deliver(packets, drop=lambda k, i, raw: False, limits=None):
+    """Frames at the robot: packets through FEC recovery and the assembler, dropping those ``drop`` says."""
+    asm, rec, out = FrameAssembler(limits=limits), Recovery(), []
+    for k, pk in enumerate(packets):
+        for i, raw in enumerate(pk or []):  # None: a frame that did not fit the budget
+            if drop(k, i, raw):
+                continue
+            for p in rec.parity(raw) if is_parity(raw) else [raw]:
+                rec.data(p)
+                out += asm.add(decode_packet(p), now=k)
+    return out, asm
+
+
+def test_h264_stream_fits_the_link_and_beats_intra_tiles(clip):
+    packets = stream(clip, bitrate=57600)
+    kbps = sum(len(p) for pk in packets for p in pk) * 8 * 2.0 / len(clip) / 1000
+    assert kbps <= 57.6  # every byte: headers, CRC, H.264
+    assert all(decode_packet(p).codec == H264 for pk in packets for p in pk)
+    frames, asm = deliver(packets)
+    assert [f.seq for f in frames] == list(range(1, len(clip) + 1)) and asm.stats["complete"] == len(clip)
+    h264 = np.mean([psnr_y(f.image, hr, 4) for f, hr in zip(frames, clip)])
+    tiles, _ = deliver(video_study.encode_stream(clip, 57600 / 8 / 2.0, "webp", 1024, False))  # one whole-frame tile
+    intra = np.mean([psnr_y(f.image, clip[f.seq - 1], 4) for f in tiles])
+    assert h264 > intra + 2  # temporal prediction on a static camera (intra-only tiles: ~34 dB here)
+
+
+def test_a_lost_unit_holds_the_last_picture_and_fec_rebuilds_it(clip):
+    frames = clip[:8]
+    packets = stream(frames, bitrate=57600)
+    k = next(k for k in range(3, 8) if len(packets[k]) >= 2)
+    lost = lambda j, i, raw: j == k and i == 1  # one packet of a frame of several
+    plain, asm = deliver(packets, lost)
+    assert asm.stats["partial"] == 1 and plain[k].missing_tiles == [0]
+    assert np.array_equal(plain[k].image, plain[k - 1].image)  # held, not a broken picture
+    protected, asm = deliver(stream(frames, bitrate=57600, fec=0.25), lost)
+    assert asm.stats["partial"] == 0 and len(protected) == 8
+
+
+def test_a_robot_joining_mid_stream_gets_pictures_after_the_refresh(clip):
+    st = H264Stream(768, 432, 2.0, 55000, refresh_s=2.0)  # SPS/PPS + a sweep every 4 frames
+    packets = [encode_unit(st.encode(hr), (768, 432), k + 1, 0) for k, hr in enumerate(clip)]
+    frames, asm = deliver(packets, drop=lambda k, i, raw: k < 2)  # missed the first units (IDR, SPS/PPS)
+    assert asm.stats["no_picture"] >= 2  # nothing shown (no black frames) until the decoder has a picture
+    assert frames and all(not f.missing_tiles for f in frames) and frames[-1].seq == len(clip)
+    assert min(psnr_y(f.image, clip[f.seq - 1], 4) for f in frames) > 30
+    assert frames[0].seq <= 2 + 2 * 4 + 1  # within two refresh periods
+
+
+def test_hostile_h264_units_are_dropped_and_counted(clip):
+    small = H264Stream(64, 48, 2.0, 50000)
+    unit = small.encode(np.ascontiguousarray(clip[0][:48, :64]))
+    # header says 32x24, the SPS says 64x48: checked after decoding, dropped
+    _, asm = deliver([encode_unit(unit, (32, 24), 1, 0)])
+    assert asm.stats["bad_tiles"] == 1 and "64x48" in asm.last_error
+    # the decoder itself is bounded: SPS of 64x48 over a 1,000-pixel limit is never allocated
+    _, asm = deliver([encode_unit(unit, (64, 48), 1, 0)], limits=Limits(max_frame_pixels=64 * 48, max_side=64))
+    assert asm.stats["complete"] == 1
+    _, asm = deliver([encode_unit(unit, (20, 20), 1, 0)], limits=Limits(max_frame_pixels=1000))
+    assert asm.stats["bad_tiles"] == 1
+    # structurally valid packets (right CRC) with random H.264 payloads: never an exception
+    rnd = random.Random(7)
+    asm = FrameAssembler()
+    for seq in range(1, 200):
+        body = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 300)))
+        if rnd.random() < 0.5:
+            body = b"\x00\x00\x00\x01" + bytes([rnd.choice([0x67, 0x68, 0x65, 0x41])]) + body
+        raw = encode_unit(body, (rnd.randint(16, 640), rnd.randint(16, 480)), seq, 0)[0]
+        asm.add(decode_packet(raw), now=seq)
+    assert asm.stats["frames"] + asm.stats["no_picture"] >= 190 and asm.stats["bad_tiles"] > 0
+
+
+def test_the_header_field_of_an_h264_packet_is_checked_like_any_other():
+    raw = bytearray(encode_unit(b"\x00\x00\x00\x01\x67", (64, 48), 1, 0)[0])
+    raw[34] = 9  # the codec byte: an unknown id
+    body = bytes(raw[:-4])
+    with pytest.raises(Exception, match="unknown codec"):
+        decode_packet(body + struct.pack("!I", zlib.crc32(body)))
+
+
+def test_measured_topology_scores_h264_and_picks_the_best_mode(clip):
+    from edgesr.engine import Engine
+
+    eng = Engine(None, threads=1)  # the shipped default x4 model
+    sink = Sink("test", topology="measured", codec="webp", tile=256, bitrate=57600, fps=2.0, mtu=1200)
+    chooser = attach(sink, eng, MODES)
+    video_study.sink_stream(sink, clip[:8], 2.0, 4)
+    db = chooser.state()["db"]
+    assert set(db) == set(MODES) and all(db[m] is not None for m in ("h264_hr", "h264_lr", "lr"))
+    scored = {m: v for m, v in db.items() if v is not None}
+    assert chooser.mode == max(scored, key=scored.get) or scored[chooser.mode] >= max(scored.values()) - 0.3
+    assert chooser.stats["video_ms"] > 0
+
+
+def test_h264_config_is_checked(tmp_path):
+    from edgesr.config import load
+
+    base = '[source]\nurl = "synthetic"\n[[sink]]\ncodec = "h264"\n'
+    ok = tmp_path / "ok.toml"
+    ok.write_text(base + 'url = "udp://127.0.0.1:5600"\ntopology = "receiver"\n')
+    assert load(ok).sinks[0].codec == "h264"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(base + 'url = "http://127.0.0.1:8080"\n')
+    with pytest.raises(ConfigError, match="MJPEG"):
+        load(bad)
+    with pytest.raises(ConfigError, match="even frame size"):
+        H264Stream(65, 48, 2.0, 50000)
