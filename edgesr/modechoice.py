@@ -9,7 +9,9 @@ robot (PSNR-Y against the HR frame, the LR ones upscaled with the device's own m
   so both run on every frame (the unsent one as a shadow, decoded on the device): the score is exactly what the
   robot would show on a clean link. A switch to an H.264 mode starts with a self-contained (IDR) unit.
 
-It switches only when another mode is ``hysteresis_db`` better (or the current one does not fit).
+Scores are smoothed over measurements (the mean of the last two: an H.264 picture's quality swings ~1 dB with the
+refresh sweep). It switches only when another mode is ``hysteresis_db`` better (or the current one does not fit),
+``video_hysteresis_db`` when the switch involves an H.264 mode (entering one costs an IDR unit).
 The link study found that the best mode depends on content, frame rate and bitrate together (README, the link
 study on video), which is why it is measured.
 """
@@ -42,19 +44,21 @@ MODES = ("hr", "lr", "h264_hr", "h264_lr")
 
 class ModeChooser:
     def __init__(self, upscaler, budget_bytes: float, codec: str = "webp", tile: int = 64, mtu: int = 1200,
-                 every_s: float = 5.0, hysteresis_db: float = 0.3, scene_change: float = 12.0,
+                 every_s: float = 5.0, hysteresis_db: float = 0.3, video_hysteresis_db: float = 1.0,
+                 scene_change: float = 12.0,
                  modes=("hr", "lr"), fps: float = 2.0, video_bitrate: float = 0.0):
         """``budget_bytes``: one frame's share of the link (tiles); ``video_bitrate``: what the H.264 streams
         may spend (bit/s, after headers and FEC); ``modes``: the candidates, a subset of MODES."""
         self.up, self.scale = upscaler, upscaler.scale
         self.budget, self.codec, self.tile, self.mtu = budget_bytes, codec, tile, mtu
         self.every_s, self.hysteresis_db, self.scene_change = every_s, hysteresis_db, scene_change
+        self.video_hysteresis_db = video_hysteresis_db
         self.modes, self.fps, self.video_bitrate = tuple(modes), fps, video_bitrate
-        self.mode = "lr" if "lr" in self.modes else self.modes[-1]
-        self.db, self.last_t, self.thumb = {m: None for m in self.modes}, None, None
+        self.mode = "h264_lr" if "h264_lr" in self.modes else "lr" if "lr" in self.modes else self.modes[-1]
+        self.db, self.last_t, self.thumb, self.fresh = {m: None for m in self.modes}, None, None, False
         self.video: dict = {}   # mode -> H264Stream (made on the first frame)
         self.units: dict = {}   # mode -> this frame's H.264 unit
-        self.previous = None    # the HR frame the streams' pictures show
+        self.start_t, self.pending = None, None  # first frame's time; an H.264 mode to enter at the next frame
         self.history = collections.deque(maxlen=4096)  # the mode of each recent frame
         self.quality: dict = {}  # tile mode -> the quality that fitted the budget at the last measurement
         self.stats = {"measurements": 0, "switches": 0, "measure_ms": 0.0, "video_ms": 0.0}
@@ -63,12 +67,12 @@ class ModeChooser:
         return cv2.resize(cv2.cvtColor(hr, cv2.COLOR_RGB2GRAY), (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
 
     def due(self, hr: np.ndarray, now: float) -> bool:
+        if self.video and now - self.start_t < 1.0:
+            return False  # H.264 streams warm up for 1 s before they are scored (their first unit is an IDR)
         if self.last_t is None or now - self.last_t >= self.every_s:
             return True
-        if now - self.last_t >= 1.0 and any(self.db.get(m) is None and st.recon is not None
-                                            for m, st in self.video.items()):
-            return True  # an H.264 stream has its first pictures: score it without waiting `every_s`
-        return float(np.mean(np.abs(self._thumb(hr) - self.thumb))) > self.scene_change
+        self.fresh = float(np.mean(np.abs(self._thumb(hr) - self.thumb))) > self.scene_change
+        return self.fresh  # a new scene: its scores replace the old ones instead of averaging with them
 
     def _crop(self, hr: np.ndarray) -> np.ndarray:
         m = 2 * self.scale  # LR and HR both even (H.264)
@@ -86,12 +90,9 @@ class ModeChooser:
             fit = fit_quality(downscale(hr, s), self.budget, self.codec, self.tile, self.mtu, scale=s, lr=True)
             out["lr"] = round(psnr_y(self.up.upscale(delivered(fit[1])), hr, s), 3) if fit else None
             self.quality["lr"] = fit[0] if fit else 1
-        for m, st in self.video.items():  # the picture of the previous frame, against that frame
-            pic = st.recon
-            if pic is not None and self.previous is not None:
-                out[m] = round(psnr_y(pic if m == "h264_hr" else self.up.upscale(pic), self.previous, s), 3)
-            else:
-                out[m] = None
+        for m, st in self.video.items():  # this frame as the robot would show it
+            out[m] = None if st.recon is None else \
+                round(psnr_y(st.recon if m == "h264_hr" else self.up.upscale(st.recon), hr, s), 3)
         return out
 
     def image(self, hr: np.ndarray, mode: str) -> np.ndarray:
@@ -99,31 +100,33 @@ class ModeChooser:
         hr = self._crop(hr)
         return downscale(hr, self.scale) if mode.endswith("lr") else hr
 
-    def _encode(self, hr: np.ndarray, now: float, switched: bool) -> None:
-        """Feed this frame to every H.264 stream; the chosen one starts with an IDR unit after a switch."""
+    def _encode(self, hr: np.ndarray, now: float) -> None:
+        """Feed this frame to every H.264 stream (each decoded on the device: ``recon``)."""
         from .video import H264Stream
 
         t0 = time.perf_counter()
-        hr = self._crop(hr)
         for m in (m for m in self.modes if m.startswith("h264")):
             img = self.image(hr, m)
             st = self.video.get(m)
             if st is None or st.size != (img.shape[1], img.shape[0]):
                 st = self.video[m] = H264Stream(img.shape[1], img.shape[0], self.fps, self.video_bitrate, local=True)
-                st.key_next()
-            if switched and m == self.mode:
-                st.key_next()
             self.units[m] = st.encode(img, int(now * 1000))
-        self.previous = hr
         self.stats["video_ms"] = round(1000 * (time.perf_counter() - t0), 1)
 
     def choose(self, hr: np.ndarray, now: float | None = None) -> str:
-        """The mode for this frame, one of ``modes`` (measuring first when due); H.264 units in ``units``."""
+        """The mode for this frame, one of ``modes`` (measuring first when due); H.264 units in ``units``.
+        Entering an H.264 mode takes effect at the next frame, whose unit is then an IDR."""
         now = time.monotonic() if now is None else now
-        switched = False
+        self.start_t = now if self.start_t is None else self.start_t
+        if self.pending:
+            self.mode, self.pending = self.pending, None
+        self._encode(hr, now)
         if self.due(hr, now):
             t0 = time.perf_counter()
-            self.db = self.measure(hr)
+            new = self.measure(hr)
+            self.db = {m: v if v is None or self.db.get(m) is None or self.fresh else round((v + self.db[m]) / 2, 3)
+                       for m, v in new.items()}
+            self.fresh = False
             self.stats["measure_ms"] = round(1000 * (time.perf_counter() - t0), 1)
             self.stats["measurements"] += 1
             self.last_t, self.thumb = now, self._thumb(hr)
@@ -131,10 +134,14 @@ class ModeChooser:
             cur = self.db.get(self.mode)
             if scored:
                 db, best = max(scored)
-                if best != self.mode and (cur is None or db > cur + self.hysteresis_db):
-                    self.mode, switched = best, True
+                margin = self.video_hysteresis_db if "h264" in best + self.mode else self.hysteresis_db
+                if best != self.mode and (cur is None or db > cur + margin):
                     self.stats["switches"] += 1
-        self._encode(hr, now, switched)
+                    if best in self.video:
+                        self.video[best].key_next()
+                        self.pending = best
+                    else:
+                        self.mode = best
         self.history.append(self.mode)
         return self.mode
 

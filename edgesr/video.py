@@ -46,18 +46,19 @@ def available() -> bool:
 
 
 def stream_bitrate(link_bps: float, mtu: int, key: bytes | None = None, fec: float = 0.0, fps: float = 10.0) -> float:
-    """What an H.264 stream may spend (bit/s) on a ``link_bps`` link: 95 % of it (the pacer runs at 97 %), less
-    packet headers and FEC parity (ceil(fec x k) parity packets for a frame of k packets: at 57.6 kbit/s and 2 fps
-    a frame is ~3 packets, so 25 % parity is one packet in four)."""
+    """What an H.264 stream may spend (bit/s) on a ``link_bps`` link at ``fps``: 93 % of it (x264's VBV lets the
+    first seconds run over, the pacer runs at 97 %), less each frame's packet headers and FEC parity
+    (ceil(fec x k) parity packets for a frame of k packets: at 57.6 kbit/s and 2 fps a frame is 3 packets, so 25 %
+    parity is one packet in four)."""
     import math
 
-    from .protocol import payload_share
+    from .protocol import CRC, HEADER, TAG_LEN
 
-    share = link_bps * 0.95 * payload_share(mtu, key)
-    if fec <= 0:
-        return share
-    k = max(1, round(share / 8 / fps / mtu / (1 + fec)))
-    return share * k / (k + math.ceil(fec * k))
+    frame = link_bps * 0.93 / 8 / fps  # bytes per frame on the link
+    k = max(1, math.ceil(frame / (1 + fec) / mtu))
+    parity = math.ceil(fec * k) if fec > 0 else 0
+    payload = frame * k / (k + parity) - k * (HEADER.size + CRC.size + (TAG_LEN if key else 0))
+    return max(payload, 64) * 8 * fps
 
 
 def _pick_encoder(av, want: str) -> str:
@@ -130,7 +131,8 @@ class H264Decoder:
         av = _av()
         self.ctx = av.CodecContext.create("h264", "r")
         self.ctx.thread_count = 1  # frame threading would delay output by a frame per thread
-        self.ctx.options = {"max_pixels": str(int(max_pixels))}
+        # FFmpeg counts coded pixels (sides rounded up to 16-pixel macroblocks): allow that much over the limit
+        self.ctx.options = {"max_pixels": str(int(max_pixels) + 16 * 2 * 8192)}
         self.errors, self.pictures = 0, 0
 
     def decode(self, au: bytes, size: tuple[int, int]) -> np.ndarray | None:

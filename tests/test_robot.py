@@ -240,7 +240,7 @@ def test_measured_link_chooses_by_measurement(tmp_path):
             frames = []
             for f in rx.frames(timeout=10):
                 frames.append(f)
-                if len(frames) >= 4:
+                if len(frames) >= 10:  # 2.5 s: H.264 streams are scored after 1 s
                     break
             link = pipe.snapshot()["sinks"][f"udp://127.0.0.1:{udp}"]["link"]
             text = prometheus(pipe, {})
@@ -251,5 +251,8 @@ def test_measured_link_chooses_by_measurement(tmp_path):
         assert link["measurements"] >= 1 and "edgesr_link_mode{" in text and "edgesr_link_measured_db" in text
         results[bitrate] = link
     thin, wide = results[20_000], results[4_000_000]
-    assert thin["mode"] == "lr" and (thin["db"]["hr"] is None or thin["db"]["lr"] > thin["db"]["hr"])
-    assert wide["mode"] == "hr" and wide["db"]["hr"] > wide["db"]["lr"]
+    assert thin["db"]["hr"] is None and all(v is not None for v in wide["db"].values())  # HR tiles: too big for 20k
+    for link in (thin, wide):  # the mode in use is the best measured one (hysteresis: 1 dB around H.264)
+        db = {m: v for m, v in link["db"].items() if v is not None}
+        assert db[link["mode"]] >= max(db.values()) - 1.0, link
+    assert wide["db"]["h264_hr"] > thin["db"]["h264_hr"]  # more bits, better picture: the scores are measured

@@ -15,7 +15,7 @@ from edgesr.fec import Recovery, is_parity
 from edgesr.metrics import psnr_y
 from edgesr.modechoice import MODES, attach
 from edgesr.protocol import H264, FrameAssembler, Limits, decode_packet, encode_unit
-from edgesr.transports.base import OutFrame, Sink
+from edgesr.transports.base import Sink
 from edgesr.video import H264Stream
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -91,8 +91,9 @@ def test_hostile_h264_units_are_dropped_and_counted(clip):
     # the decoder itself is bounded: SPS of 64x48 over a 1,000-pixel limit is never allocated
     _, asm = deliver([encode_unit(unit, (64, 48), 1, 0)], limits=Limits(max_frame_pixels=64 * 48, max_side=64))
     assert asm.stats["complete"] == 1
-    _, asm = deliver([encode_unit(unit, (20, 20), 1, 0)], limits=Limits(max_frame_pixels=1000))
-    assert asm.stats["bad_tiles"] == 1
+    big = H264Stream(1280, 720, 2.0, 50000).encode(np.zeros((720, 1280, 3), np.uint8))
+    _, asm = deliver([encode_unit(big, (20, 20), 1, 0)], limits=Limits(max_frame_pixels=400))
+    assert asm.stats["bad_tiles"] == 1 and "does not decode" in asm.last_error  # FFmpeg refused it before allocating
     # structurally valid packets (right CRC) with random H.264 payloads: never an exception
     rnd = random.Random(7)
     asm = FrameAssembler()
