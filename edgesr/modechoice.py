@@ -109,7 +109,8 @@ class ModeChooser:
             img = self.image(hr, m)
             st = self.video.get(m)
             if st is None or st.size != (img.shape[1], img.shape[0]):
-                st = self.video[m] = H264Stream(img.shape[1], img.shape[0], self.fps, self.video_bitrate, local=True)
+                st = self.video[m] = H264Stream(img.shape[1], img.shape[0], self.fps, self.video_bitrate, local=True,
+                                                    mtu=self.mtu)
             self.units[m] = st.encode(img, int(now * 1000))
         self.stats["video_ms"] = round(1000 * (time.perf_counter() - t0), 1)
 

@@ -144,18 +144,31 @@ def payload_share(mtu: int, key: bytes | None = None) -> float:
     return (mtu - HEADER.size - CRC.size - (TAG_LEN if key else 0)) / mtu
 
 
+def nal_chunks(unit: bytes, room: int) -> list[bytes]:
+    """An Annex B access unit -> chunks of whole NAL units (start codes kept), each at most ``room`` bytes where a
+    NAL allows it: the encoder's slices fit a packet, so a lost packet costs one slice."""
+    starts = [i for i in range(len(unit) - 2) if unit[i] == 0 and unit[i + 1] == 0 and unit[i + 2] == 1]
+    starts = [i - 1 if i and unit[i - 1] == 0 else i for i in starts] or [0]
+    nals = [unit[a:b] for a, b in zip([0] + starts[1:], starts[1:] + [len(unit)]) if b > a]
+    chunks: list[bytes] = []
+    for nal in nals:
+        if chunks and len(chunks[-1]) + len(nal) <= room:
+            chunks[-1] += nal
+        else:
+            chunks.append(nal)
+    return chunks or [b""]
+
+
 def encode_unit(unit: bytes, size: tuple[int, int], seq: int, timestamp_us: int, *, stream: int = 0,
                 key: bytes | None = None, mtu: int = 1200, scale: int = 1, lr: bool = False) -> list[bytes]:
-    """One H.264 access unit of a ``size`` = (w, h) frame -> packets no larger than ``mtu`` bytes."""
+    """One H.264 access unit of a ``size`` = (w, h) frame -> packets no larger than ``mtu`` bytes: "tile" i is
+    the i-th chunk of whole NAL units (``nal_chunks``); a NAL longer than a packet is fragmented."""
     room = mtu - HEADER.size - CRC.size - (TAG_LEN if key else 0)
     if room < 64:
         raise ConfigError(f"mtu {mtu} leaves no room for payload")
     w, h = size
-    n = max(1, -(-len(unit) // room))
-    even = -(-len(unit) // n)  # equal packets: parity (edgesr.fec) is as long as the longest one
-    frags = [unit[k:k + even] for k in range(0, len(unit), even)] or [b""]
-    chunks = [frags[k:k + 255] for k in range(0, len(frags), 255)]
-    if len(chunks) > 4096:
+    chunks = [[c[k:k + room] for k in range(0, len(c), room)] or [b""] for c in nal_chunks(unit, room)]
+    if len(chunks) > 4096 or max(map(len, chunks)) > 255:
         raise ConfigError(f"H.264 unit of {len(unit)} bytes needs too many packets; raise the mtu")
     return [encode_packet(Packet(stream, seq, timestamp_us, w, h, i, len(chunks), 0, 0, w, h, H264, scale, f,
                                  len(chunk), FLAG_LR if lr else 0, part, len(chunks)), key)
@@ -356,13 +369,13 @@ class FrameAssembler:
         return missing
 
     def _video(self, f: dict, canvas: np.ndarray) -> list[int] | None:
-        """Decode a frame's H.264 unit into ``canvas``; the chunks missing (then it is not decoded and the canvas
-        keeps the last picture), or None when the decoder has no picture yet."""
+        """Decode a frame's H.264 unit into ``canvas``; the chunks (slices) missing, or None when the decoder has no
+        picture yet. With chunks missing the decoder gets the others and conceals the lost slices from its
+        references; if nothing decodes the canvas keeps the last picture."""
         first = f["first"]
         chunks = [f["tiles"].get(i) for i in range(first.tile_count)]
-        missing = [i for i, t in enumerate(chunks) if t is None or len(t["frags"]) != t["p"].nfrag]
-        if missing:
-            return missing
+        whole = [t is not None and len(t["frags"]) == t["p"].nfrag for t in chunks]
+        missing = [i for i, ok in enumerate(whole) if not ok]
         dec = None
         try:
             from .video import H264Decoder
@@ -370,14 +383,15 @@ class FrameAssembler:
             dec = self.video.get(first.stream)
             if dec is None:
                 dec = self.video[first.stream] = H264Decoder(self.limits.max_frame_pixels)
-            img = dec.decode(b"".join(t["frags"][j] for t in chunks for j in range(t["p"].nfrag)),
-                             (first.frame_w, first.frame_h))
+            unit = b"".join(t["frags"][j] for t, ok in zip(chunks, whole) if ok for j in range(t["p"].nfrag))
+            img = dec.decode(unit, (first.frame_w, first.frame_h)) if unit else None
         except (ProtocolError, ConfigError) as e:  # ConfigError: no PyAV on this robot
             self.stats["bad_tiles"] += 1
             self.last_error = str(e)
             if dec is not None and not dec.pictures:
                 return None  # joined mid-stream (no SPS/PPS yet): show nothing rather than black
             return list(range(first.tile_count))
-        if img is not None:
-            canvas[...] = img
-        return None if img is None else []
+        if img is None:
+            return missing if (missing and dec.pictures) else None
+        canvas[...] = img
+        return missing

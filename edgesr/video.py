@@ -11,9 +11,8 @@ video), so a thin link sees no keyframe spikes, a loss heals within ``refresh_s`
 Where FFmpeg has the V4L2 memory-to-memory encoder (Raspberry Pi 4's hardware H.264), ``encoder="auto"`` uses it.
 
 Robot (``H264Decoder``): FFmpeg's decoder, limited to ``Limits.max_frame_pixels`` (``max_pixels``) before it
-allocates; the decoded size must match the packet header. A frame with a packet missing (after FEC) is not
-decoded: the last frame stays on screen, the next ones decode against the decoder's references until the refresh
-sweeps the error away.
+allocates; the decoded size must match the packet header. A frame with packets missing (after FEC) is decoded
+from the slices that arrived (the rest concealed) and marked partial; errors fade as the refresh sweeps by.
 """
 from __future__ import annotations
 
@@ -75,7 +74,7 @@ class H264Stream:
     link (the mode chooser measures with it)."""
 
     def __init__(self, width: int, height: int, fps: float, bitrate: float, refresh_s: float = 10.0,
-                 encoder: str = "auto", preset: str = "veryfast", local: bool = False):
+                 encoder: str = "auto", preset: str = "veryfast", local: bool = False, mtu: int = 1200):
         av = _av()
         if width < 16 or height < 16 or width % 2 or height % 2:
             raise ConfigError(f"H.264 needs an even frame size of at least 16x16, got {width}x{height}")
@@ -85,7 +84,7 @@ class H264Stream:
         ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
         ctx.time_base = Fraction(1, 1000)
         ctx.framerate = Fraction(fps).limit_denominator(1000)
-        ctx.thread_count = 1  # one slice per frame: fewer header bytes on a thin link, and the sink has one thread
+        ctx.thread_count = 1  # slices by size only (a slice per packet), and the sink has one thread
         period = max(1, int(round(refresh_s * fps)))
         if self.name == "libx264":
             # constant quality capped by a 1 s VBV at the budget: on a thin link the cap rules (CBR-like, the
@@ -94,7 +93,7 @@ class H264Stream:
             ctx.options = {"preset": preset, "tune": "zerolatency",
                            "x264-params": f"crf=10:vbv-maxrate={kbps}:vbv-bufsize={kbps}:keyint={period}:"
                                           f"min-keyint={period}:scenecut=0:intra-refresh=1:repeat-headers=1:"
-                                          "nal-hrd=none:rc-lookahead=0:bframes=0"}
+                                          f"nal-hrd=none:rc-lookahead=0:bframes=0:slice-max-size={max(200, mtu - 80)}"}
         else:
             ctx.bit_rate, ctx.gop_size, ctx.max_b_frames = int(bitrate), period, 0
             ctx.options = {"repeat_sequence_header": "1"}

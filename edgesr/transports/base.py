@@ -96,7 +96,7 @@ class Sink:
             if self.video is None or self.video.size != (img.shape[1], img.shape[0]):
                 from ..video import H264Stream
 
-                self.video = H264Stream(img.shape[1], img.shape[0], self.fps, self.video_bitrate())
+                self.video = H264Stream(img.shape[1], img.shape[0], self.fps, self.video_bitrate(), mtu=self.mtu)
             unit = self.video.encode(img, f.timestamp_us // 1000)
         if unit is not None:
             pk = encode_unit(unit, (img.shape[1], img.shape[0]), f.seq, f.timestamp_us, stream=self.stream,
