@@ -159,6 +159,7 @@ def main() -> None:
     ap.add_argument("--corrupt", default="0", help="--video-live: byte corruption probabilities, e.g. 0,0.01")
     ap.add_argument("--fec", default="0", help="--video-live: parity shares to compare, e.g. 0,0.25,0.5")
     ap.add_argument("--mtu", type=int, default=1200, help="--video-live: packet size on the link")
+    ap.add_argument("--rs", default="0", help="--video-live: Reed-Solomon bytes per 255 in each serial frame, e.g. 0,16")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     if a.video:
@@ -168,9 +169,9 @@ def main() -> None:
         out = a.json or a.out / "link_video.json"
         if a.video_live:
             runs = [video_study.live(a.video, a.model, float(b), float(f), float(v), a.live_seconds, float(c), float(e),
-                                     a.mtu)
+                                     a.mtu, int(r))
                     for b in a.bitrates.split(",") for f in str(a.fps).split(",") for v in a.loss.split(",")
-                    for c in a.corrupt.split(",") for e in a.fec.split(",")]
+                    for c in a.corrupt.split(",") for e in a.fec.split(",") for r in a.rs.split(",")]
             for r in runs:
                 print(json.dumps(r))
             out.write_text(json.dumps({"video": a.video.name, "live": runs}, indent=1))

@@ -220,7 +220,7 @@ def plot(res: dict, path: Path) -> None:
 
 
 def live(video: Path, model, bitrate: float, fps: float, loss: float, seconds: float, corrupt: float = 0.0,
-         fec: float = 0.0, mtu: int = MTU) -> dict:
+         fec: float = 0.0, mtu: int = MTU, rs: int = 0) -> dict:
     """The product end to end: serve's pipeline (video file source, topology 'measured' = what 'auto' resolves
     to on a budgeted link) -> a paced pty radio -> Receiver (SR at the robot); PSNR-Y against the true frame."""
     from edgesr.engine import Engine
@@ -232,11 +232,12 @@ def live(video: Path, model, bitrate: float, fps: float, loss: float, seconds: f
 
     truth = video_frames(video, 10.0, 10 ** 6)  # every frame, in order: seq k is frame k
     link = PtyLink(bitrate=bitrate, loss=loss, corrupt=corrupt, seed=1).start()
-    sink = open_sink(f"serial://{link.tx}?baud={int(bitrate)}", topology="measured", codec="webp", tile=256,
+    q = f"baud={int(bitrate)}" + (f"&rs={rs}" if rs else "")
+    sink = open_sink(f"serial://{link.tx}?{q}", topology="measured", codec="webp", tile=256,
                      fps=fps, mtu=mtu, bitrate=bitrate * 0.8, fec=fec)
     attach(sink, Engine(model, threads=1), MODES)
     pipe = Pipeline(VideoFileSource(video, loop=False, fps=fps), None, [sink], scale=S)
-    rx = Receiver(f"serial://{link.rx}?baud={int(bitrate)}", upscale=True, model=model, latest_only=False)
+    rx = Receiver(f"serial://{link.rx}?{q}", upscale=True, model=model, latest_only=False)
     pipe.start()
     got, t0 = [], time.monotonic()
     for f in rx.frames(timeout=seconds):
@@ -250,7 +251,7 @@ def live(video: Path, model, bitrate: float, fps: float, loss: float, seconds: f
     link.close()
     ps = [psnr_y(img[:truth[seq].shape[0], :truth[seq].shape[1]], truth[seq], S) for seq, img in got
           if seq < len(truth) and img.shape[0] >= truth[seq].shape[0]]
-    return {"bitrate": bitrate, "fps": fps, "loss": loss, "corrupt": corrupt, "fec": fec, "mtu": mtu,
+    return {"bitrate": bitrate, "fps": fps, "loss": loss, "corrupt": corrupt, "fec": fec, "mtu": mtu, "rs": rs,
             "seconds": round(el, 1), "frames": len(got), "fec_recovered": rx.recovery.stats["recovered"],
             "fps_delivered": round(len(got) / el, 2), "psnr_y": round(float(np.mean(ps)), 3) if ps else None,
             "link": state, "assembler": rx.assembler.stats}

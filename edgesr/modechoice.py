@@ -153,6 +153,7 @@ class ModeChooser:
 def attach(sink, upscaler, modes) -> ModeChooser:
     """Give a budgeted sink of topology 'measured' its chooser (tiles in the sink's codec; H.264 after headers and
     the sink's FEC share)."""
-    sink.chooser = ModeChooser(upscaler, sink.rate.frame_budget / (1 + sink.fec), codec=sink.codec, tile=sink.tile,
+    budget = sink.rate.frame_budget / (1 + sink.fec) / sink.overhead
+    sink.chooser = ModeChooser(upscaler, budget, codec=sink.codec, tile=sink.tile,
                                mtu=sink.mtu, modes=modes, fps=sink.fps, video_bitrate=sink.video_bitrate())
     return sink.chooser

@@ -2,7 +2,8 @@
 
     udp://host:port[?ttl=N]            datagrams, unicast or multicast (224.0.0.0/4); ttl 0..255 (default 1)
     tcp://host:port                    server on the device; many clients; slow clients drop frames
-    serial:///dev/ttyUSB0?baud=57600   pyserial (serial_for_url: loop://, socket:// work too)
+    serial:///dev/ttyUSB0?baud=57600   pyserial (serial_for_url: loop://, socket:// work too); &rs=16: Reed-Solomon
+                                       bytes per 255 inside each frame (both ends), for links that corrupt bytes
     http://host:port[/stream]          MJPEG: /stream, /snapshot.jpg and a page at /
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 from ..errors import ConfigError
 
 SCHEMES = ("udp", "tcp", "serial", "http")
-QUERY = {"udp": {"ttl": (0, 255)}, "tcp": {}, "http": {}, "serial": {"baud": (50, 20_000_000)}}
+QUERY = {"udp": {"ttl": (0, 255)}, "tcp": {}, "http": {}, "serial": {"baud": (50, 20_000_000), "rs": (0, 64)}}
 
 
 @dataclass(frozen=True)

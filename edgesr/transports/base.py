@@ -52,6 +52,7 @@ class Sink:
         self.stop = threading.Event()
         self.stats = {"frames_sent": 0, "packets_sent": 0, "bytes_sent": 0, "send_errors": 0, "latency_ms": 0.0}
         self.fps, self.video = fps, None  # codec "h264": the H.264 stream (edgesr.video), made on the first frame
+        self.overhead = 1.0  # link bytes per packet byte (serial with rs=: Reed-Solomon)
         self.thread = threading.Thread(target=self._loop, name=f"sink {self.url}", daemon=True)
         self.chooser = None  # set for topology 'measured' (service.build)
         self.fec = fec  # parity packets per frame = ceil(fec * data packets) (edgesr.fec)
@@ -118,7 +119,9 @@ class Sink:
         """What an H.264 encoder may spend (bit/s); unbudgeted links: 4 Mbit/s."""
         from ..video import stream_bitrate
 
-        return stream_bitrate(self.rate.bitrate, self.mtu, self.key, self.fec, self.fps) if self.rate else 4e6
+        if not self.rate:
+            return 4e6
+        return stream_bitrate(self.rate.bitrate / self.overhead, self.mtu, self.key, self.fec, self.fps)
 
     def _loop(self) -> None:
         consume(self.slot, self._send_one, self.stop)

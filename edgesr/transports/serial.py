@@ -55,6 +55,9 @@ class SerialSink(Sink):
             kw["bitrate"] = endpoint.baud * 0.8  # 8N1 carries 8 of 10 bits; pace to the wire, not the buffer
         super().__init__(endpoint, **kw)
         self.link = _Port(endpoint.host, endpoint.baud, 0.1)
+        self.rs = endpoint.params.get("rs", 0)  # Reed-Solomon bytes per 255 inside each frame
+        frame_bytes(b"", self.rs)  # a missing reedsolo is a config error now, not a send error later
+        self.overhead = (255 + self.rs) / 255
         self.stats.update(reconnects=0)
 
     def open(self) -> None:
@@ -67,7 +70,7 @@ class SerialSink(Sink):
         if port is None:
             return False
         for p in self.packets(f):
-            data = frame_bytes(p)
+            data = frame_bytes(p, self.rs)
             if not self.pace(len(data)):
                 return False
             try:
@@ -88,7 +91,7 @@ class SerialSink(Sink):
 class SerialReader:
     def __init__(self, endpoint):
         self.link = _Port(endpoint.host, endpoint.baud, 0.05)
-        self.deframer = StreamDeframer()
+        self.deframer = StreamDeframer(rs=endpoint.params.get("rs", 0))
         self.reconnects = 0
 
     @property
