@@ -170,7 +170,7 @@ def cell(hrs, eng, bitrate: float, fps: float, losses, seed: int = 1, draws: int
         db = [np.mean([psnr_y(finish(img, hr), hr, S) for img, hr in zip(deliver(stream, loss, sd), hrs)
                        if img is not None]) for sd in (seeds if loss > 0 else seeds[:1])]
         rows[loss]["auto"] = {"psnr_y": round(float(np.mean(db)), 3), "kbps": kbps_of(stream, fps),
-                              "fec": sink.fec, "modes": {m: modes.count(m) for m in sorted(set(modes))},
+                              "fec": sink.fec, "modes": {str(m): modes.count(m) for m in sorted(set(modes), key=str)},
                               **chooser.stats}
     return [{"fps": fps, "bitrate": bitrate, "loss": loss, "frames": len(hrs), "modes": rows[loss]}
             for loss in losses]

@@ -56,9 +56,16 @@ def protect(packets: list[bytes], parity: int) -> list[bytes]:
     return out
 
 
+def parity_count(share: float, k: int) -> int:
+    """Parity packets for a frame of ``k`` data packets at ``share``: round(share x k). A frame of one or two packets
+    gets none at 25 %: a parity packet would double its cost, and H.264 slices conceal a lost one (measured: at
+    19.2 kbit/s, 5 fps, 5 % loss the doubling cost 2.9 dB)."""
+    return int(round(share * k)) if share > 0 else 0
+
+
 def parity_share(loss: float) -> float:
     """The sink's ``fec`` for a link that loses ``loss`` of its packets (as ``edgesr receive`` measures it): 5x the
-    loss, at most 1 (at 5 %: 25 % parity; a frame of 4 packets then survives 2 % of the time unrebuilt)."""
+    loss, at most 1 (at 5 %: 25 % parity; a frame of 4 packets + 1 parity is then lost 2 % of the time)."""
     return min(1.0, 5.0 * max(0.0, loss))
 
 

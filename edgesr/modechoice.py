@@ -46,15 +46,17 @@ class ModeChooser:
     def __init__(self, upscaler, budget_bytes: float, codec: str = "webp", tile: int = 64, mtu: int = 1200,
                  every_s: float = 5.0, hysteresis_db: float = 0.3, video_hysteresis_db: float = 1.0,
                  scene_change: float = 12.0,
-                 modes=("hr", "lr"), fps: float = 2.0, video_bitrate: float = 0.0):
+                 modes=("hr", "lr"), fps: float = 2.0, video_bitrate: float = 0.0, refresh_s: float = 10.0):
         """``budget_bytes``: one frame's share of the link (tiles); ``video_bitrate``: what the H.264 streams
         may spend (bit/s, after headers and FEC); ``modes``: the candidates, a subset of MODES."""
         self.up, self.scale = upscaler, upscaler.scale
         self.budget, self.codec, self.tile, self.mtu = budget_bytes, codec, tile, mtu
         self.every_s, self.hysteresis_db, self.scene_change = every_s, hysteresis_db, scene_change
         self.video_hysteresis_db = video_hysteresis_db
-        self.modes, self.fps, self.video_bitrate = tuple(modes), fps, video_bitrate
-        self.mode = "h264_lr" if "h264_lr" in self.modes else "lr" if "lr" in self.modes else self.modes[-1]
+        self.modes, self.fps, self.video_bitrate, self.refresh_s = tuple(modes), fps, video_bitrate, refresh_s
+        # with H.264 candidates nothing is sent (mode None) until the first choice, after a 2 s warm-up
+        self.mode = None if any(m.startswith("h264") for m in self.modes) else "lr" if "lr" in self.modes \
+            else self.modes[-1]
         self.db, self.last_t, self.thumb, self.fresh = {m: None for m in self.modes}, None, None, False
         self.video: dict = {}   # mode -> H264Stream (made on the first frame)
         self.units: dict = {}   # mode -> this frame's H.264 unit
@@ -67,8 +69,8 @@ class ModeChooser:
         return cv2.resize(cv2.cvtColor(hr, cv2.COLOR_RGB2GRAY), (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
 
     def due(self, hr: np.ndarray, now: float) -> bool:
-        if self.video and now - self.start_t < 1.0:
-            return False  # H.264 streams warm up for 1 s before they are scored (their first unit is an IDR)
+        if self.video and now - self.start_t < 2.0:
+            return False  # H.264 streams warm up for 2 s before they are scored (their first unit is an IDR)
         if self.last_t is None or now - self.last_t >= self.every_s:
             return True
         self.fresh = float(np.mean(np.abs(self._thumb(hr) - self.thumb))) > self.scene_change
@@ -110,13 +112,13 @@ class ModeChooser:
             st = self.video.get(m)
             if st is None or st.size != (img.shape[1], img.shape[0]):
                 st = self.video[m] = H264Stream(img.shape[1], img.shape[0], self.fps, self.video_bitrate, local=True,
-                                                    mtu=self.mtu)
+                                                    mtu=self.mtu, refresh_s=self.refresh_s)
             self.units[m] = st.encode(img, int(now * 1000))
         self.stats["video_ms"] = round(1000 * (time.perf_counter() - t0), 1)
 
-    def choose(self, hr: np.ndarray, now: float | None = None) -> str:
-        """The mode for this frame, one of ``modes`` (measuring first when due); H.264 units in ``units``.
-        Entering an H.264 mode takes effect at the next frame, whose unit is then an IDR."""
+    def choose(self, hr: np.ndarray, now: float | None = None) -> str | None:
+        """The mode for this frame, one of ``modes`` (measuring first when due; None: warming up, send nothing);
+        H.264 units in ``units``. Entering an H.264 mode takes effect at the next frame, whose unit is an IDR."""
         now = time.monotonic() if now is None else now
         self.start_t = now if self.start_t is None else self.start_t
         if self.pending:
@@ -132,12 +134,12 @@ class ModeChooser:
             self.stats["measurements"] += 1
             self.last_t, self.thumb = now, self._thumb(hr)
             scored = [(db, m) for m, db in self.db.items() if db is not None]
-            cur = self.db.get(self.mode)
+            cur = self.db.get(self.mode) if self.mode else None
             if scored:
                 db, best = max(scored)
-                margin = self.video_hysteresis_db if "h264" in best + self.mode else self.hysteresis_db
+                margin = self.video_hysteresis_db if "h264" in best + str(self.mode) else self.hysteresis_db
                 if best != self.mode and (cur is None or db > cur + margin):
-                    self.stats["switches"] += 1
+                    self.stats["switches"] += self.mode is not None
                     if best in self.video:
                         self.video[best].key_next()
                         self.pending = best
@@ -154,6 +156,8 @@ def attach(sink, upscaler, modes) -> ModeChooser:
     """Give a budgeted sink of topology 'measured' its chooser (tiles in the sink's codec; H.264 after headers and
     the sink's FEC share)."""
     budget = sink.rate.frame_budget / (1 + sink.fec) / sink.overhead
-    sink.chooser = ModeChooser(upscaler, budget, codec=sink.codec, tile=sink.tile,
-                               mtu=sink.mtu, modes=modes, fps=sink.fps, video_bitrate=sink.video_bitrate())
+    from .video import refresh_for
+
+    sink.chooser = ModeChooser(upscaler, budget, codec=sink.codec, tile=sink.tile, mtu=sink.mtu, modes=modes,
+                               fps=sink.fps, video_bitrate=sink.video_bitrate(), refresh_s=refresh_for(sink.fec))
     return sink.chooser

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ class Sink:
         self.overhead = 1.0  # link bytes per packet byte (serial with rs=: Reed-Solomon)
         self.thread = threading.Thread(target=self._loop, name=f"sink {self.url}", daemon=True)
         self.chooser = None  # set for topology 'measured' (service.build)
-        self.fec = fec  # parity packets per frame = ceil(fec * data packets) (edgesr.fec)
+        self.fec = fec  # parity packets per frame = round(fec * data packets) (edgesr.fec.parity_count)
         self.replenisher = None
         if replenish > 0:  # conditional replenishment (edgesr.replenish): changed tiles + `refresh` stale ones
             from ..replenish import Replenisher
@@ -87,6 +86,8 @@ class Sink:
         if self.chooser is not None:
             n = self.chooser.stats["measurements"]
             mode = self.chooser.choose(f.lr, now=f.timestamp_us / 1e6)
+            if mode is None:  # H.264 streams warming up before the first choice: nothing to send yet
+                return []
             if self.chooser.stats["measurements"] != n and mode in self.chooser.quality:
                 self.rate.quality = q = self.chooser.quality[mode]  # what fitted the budget just now
             lr, img = mode.endswith("lr"), self.chooser.image(f.lr, mode)
@@ -95,9 +96,10 @@ class Sink:
         elif self.codec == "h264":
             img = img[:img.shape[0] // 2 * 2, :img.shape[1] // 2 * 2]
             if self.video is None or self.video.size != (img.shape[1], img.shape[0]):
-                from ..video import H264Stream
+                from ..video import H264Stream, refresh_for
 
-                self.video = H264Stream(img.shape[1], img.shape[0], self.fps, self.video_bitrate(), mtu=self.mtu)
+                self.video = H264Stream(img.shape[1], img.shape[0], self.fps, self.video_bitrate(), mtu=self.mtu,
+                                        refresh_s=refresh_for(self.fec))
             unit = self.video.encode(img, f.timestamp_us // 1000)
         if unit is not None:
             pk = encode_unit(unit, (img.shape[1], img.shape[0]), f.seq, f.timestamp_us, stream=self.stream,
@@ -111,8 +113,8 @@ class Sink:
             if self.rate:
                 self.rate.update(sum(map(len, pk)))
         if self.fec:
-            from ..fec import protect
-            pk = pk + protect(pk, math.ceil(self.fec * len(pk)))
+            from ..fec import parity_count, protect
+            pk = pk + protect(pk, parity_count(self.fec, len(pk)))
         return pk
 
     def video_bitrate(self) -> float:
