@@ -92,7 +92,9 @@ def train_cmd(**kw):
 
 
 @main.command("distill")
-@click.option("--teacher", required=True, type=click.Path(exists=True), help="teacher run folder")
+@click.option("--teacher", required=True, type=click.Path(exists=True),
+              help="teacher run folder, or a .tflite model (run once per training image; outputs cached)")
+@click.option("--init", type=click.Path(exists=True), default=None, help="student weights to start from (.weights.h5)")
 @click.option("--distill-weight", type=float, default=1.0, show_default=True)
 @_arch_options
 @_train_options

@@ -30,9 +30,9 @@ def list_images(folders) -> list[Path]:
     return files
 
 
-def _cache_path(files, scale, patch, per_image, seed, cache_dir, lr_codec=None) -> Path:
+def _cache_path(files, scale, patch, per_image, seed, cache_dir, lr_codec=None, teacher=None) -> Path:
     h = hashlib.sha1()
-    for f in files:
+    for f in files + ([Path(teacher)] if teacher else []):
         st = f.stat()
         h.update(f"{f}:{st.st_size}:{int(st.st_mtime)}".encode())
     h.update(f"{scale}:{patch}:{per_image}:{seed}:{lr_codec}".encode())
@@ -54,26 +54,36 @@ def parse_lr_codec(spec: str | None):
 
 
 def make_patches(folders, scale: int, patch: int = 32, per_image: int = 16, seed: int = 0,
-                 cache_dir: str | None = None, progress: bool = True,
-                 lr_codec: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 cache_dir: str | None = None, progress: bool = True, lr_codec: str | None = None,
+                 teacher: str | None = None) -> tuple[np.ndarray, ...]:
     """(LR, HR) uint8 arrays of shape (N, patch, patch, 3) and (N, patch*s, patch*s, 3); with ``lr_codec`` each LR
-    patch has been through that lossy codec (see ``parse_lr_codec``)."""
+    patch has been through that lossy codec (see ``parse_lr_codec``). With ``teacher`` (a .tflite model run by the
+    edgesr runtime on each whole LR image) a third array: the teacher's output at the HR crop."""
     files = list_images(folders)
     codec = parse_lr_codec(lr_codec)
     cache_dir = cache_dir or os.environ.get("EDGESR_CACHE", str(Path.home() / ".cache" / "edgesr"))
-    cache = _cache_path(files, scale, patch, per_image, seed, cache_dir, lr_codec)
+    cache = _cache_path(files, scale, patch, per_image, seed, cache_dir, lr_codec, teacher)
     if cache.exists():
         with np.load(cache) as z:
-            return z["lr"], z["hr"]
+            return (z["lr"], z["hr"]) + ((z["teacher"],) if teacher else ())
     rng = np.random.default_rng(seed)
-    lrs, hrs = [], []
+    lrs, hrs, ts = [], [], []
     from tqdm import tqdm
 
-    for f in tqdm(files, desc=f"patches x{scale}", unit="img", disable=not progress):
+    eng = None
+    if teacher:
+        from edgesr.engine import Engine
+
+        eng = Engine(teacher, scale=scale)
+        if codec:
+            raise DataError("--lr-codec and a .tflite teacher together are not supported")
+    for f in tqdm(files, desc=f"patches x{scale}" + (" + teacher" if teacher else ""), unit="img",
+                  disable=not progress):
         hr = mod_crop(read_rgb(f, error=DataError), scale)
         if min(hr.shape[:2]) < patch * scale:
             raise DataError(f"{f}: {hr.shape[1]}x{hr.shape[0]} is smaller than one {patch * scale}px HR crop")
         lr = degrade(hr, scale)
+        t = eng.upscale(lr) if eng is not None else None
         ys = rng.integers(0, lr.shape[0] - patch + 1, per_image)
         xs = rng.integers(0, lr.shape[1] - patch + 1, per_image)
         for y, x in zip(ys, xs):
@@ -83,26 +93,29 @@ def make_patches(folders, scale: int, patch: int = 32, per_image: int = 16, seed
                 p = decode(encode(p, codec[0], int(rng.integers(codec[1], codec[2] + 1))))
             lrs.append(p)
             hrs.append(hr[y * scale:(y + patch) * scale, x * scale:(x + patch) * scale])
-    lr_arr, hr_arr = np.stack(lrs), np.stack(hrs)
+            if t is not None:
+                ts.append(t[y * scale:(y + patch) * scale, x * scale:(x + patch) * scale])
+    arrays = {"lr": np.stack(lrs), "hr": np.stack(hrs), **({"teacher": np.stack(ts)} if ts else {})}
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # two runs may build the same cache at once
-    np.savez(tmp, lr=lr_arr, hr=hr_arr)
+    np.savez(tmp, **arrays)
     os.replace(tmp, cache)
-    return lr_arr, hr_arr
+    return tuple(arrays.values())
 
 
-def dataset(lr: np.ndarray, hr: np.ndarray, batch: int, seed: int = 0):
-    """Infinite shuffled tf.data pipeline of float [0,1] batches with random flips and 90-degree rotations."""
+def dataset(*arrays: np.ndarray, batch: int, seed: int = 0):
+    """Infinite shuffled tf.data pipeline of float [0,1] batches of aligned ``arrays`` (LR, HR[, teacher]) with
+    the same random flip and 90-degree rotation applied to each."""
     import tensorflow as tf
 
-    def augment(a, b):
-        a, b = tf.image.convert_image_dtype(a, tf.float32), tf.image.convert_image_dtype(b, tf.float32)
+    def augment(*xs):
+        xs = [tf.image.convert_image_dtype(x, tf.float32) for x in xs]
         k = tf.random.uniform([], 0, 4, tf.int32, seed=seed)
-        a, b = tf.image.rot90(a, k), tf.image.rot90(b, k)
+        xs = [tf.image.rot90(x, k) for x in xs]
         flip = tf.random.uniform([], seed=seed) < 0.5
-        return tf.cond(flip, lambda: (a[:, ::-1], b[:, ::-1]), lambda: (a, b))
+        return tf.cond(flip, lambda: tuple(x[:, ::-1] for x in xs), lambda: tuple(xs))
 
-    ds = tf.data.Dataset.from_tensor_slices((lr, hr)).shuffle(min(len(lr), 20000), seed=seed).repeat()
+    ds = tf.data.Dataset.from_tensor_slices(arrays).shuffle(min(len(arrays[0]), 20000), seed=seed).repeat()
     return ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE).batch(batch, drop_remainder=True).prefetch(4)
 
 

@@ -92,16 +92,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         state["config"] = asdict(cfg)
     (out / "spec.json").write_text(json.dumps(spec.to_dict(), indent=1))
 
-    lr_p, hr_p = make_patches(cfg.data, spec.scale, cfg.patch, cfg.per_image, cfg.seed, progress=progress,
-                              lr_codec=cfg.lr_codec)
-    ds = iter(dataset(lr_p, hr_p, cfg.batch, cfg.seed + state["step"]))
+    # a .tflite teacher (e.g. a shipped int8 model) is run once per training image by the edgesr runtime: its
+    # outputs are cached beside the patches; a run-folder teacher runs inside the training step
+    tflite_teacher = cfg.teacher if cfg.teacher and cfg.teacher.endswith(".tflite") else None
+    arrays = make_patches(cfg.data, spec.scale, cfg.patch, cfg.per_image, cfg.seed, progress=progress,
+                          lr_codec=cfg.lr_codec, teacher=tflite_teacher)
+    ds = iter(dataset(*arrays, batch=cfg.batch, seed=cfg.seed + state["step"]))
     pairs = load_pairs(cfg.val, spec.scale) if cfg.val else []
 
     model = build(spec)
     schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, max(cfg.steps, 1), alpha=0.02)
     opt = keras.optimizers.Adam(schedule)
     teacher = None
-    if cfg.teacher:
+    if cfg.teacher and not tflite_teacher:
         teacher, tspec = load_run(cfg.teacher)
         if tspec.scale != spec.scale:
             raise DataError(f"teacher {cfg.teacher} is x{tspec.scale}, student is x{spec.scale}")
@@ -118,7 +121,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         model.load_weights(cfg.extra["init"])
 
     @tf.function(jit_compile=True)
-    def step(lr, hr):
+    def step(lr, hr, t=None):
         with tf.GradientTape(persistent=True) as tape:
             sr = model(lr, training=True)
             loss = (losses.l2 if cfg.loss == "l2" else losses.l1)(sr, hr)
@@ -126,6 +129,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 loss += cfg.edge_weight * losses.gradient_variance(sr, hr)
             if teacher is not None:
                 loss += cfg.distill_weight * losses.distillation(sr, teacher(lr, training=False))
+            if t is not None:
+                loss += cfg.distill_weight * losses.distillation(sr, t)
             d_loss = tf.constant(0.0)
             if disc is not None:
                 g_adv, d_loss = losses.adversarial(disc(hr, training=True), disc(sr, training=True))
@@ -146,8 +151,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     bar = tqdm(total=cfg.steps, initial=state["step"], desc=out.name, unit="step", disable=not progress)
     t0, s0, losses_seen = time.perf_counter(), state["step"], []
     while state["step"] < cfg.steps:
-        lr_b, hr_b = next(ds)
-        losses_seen.append(float(step(lr_b, hr_b)))
+        losses_seen.append(float(step(*next(ds))))
         state["step"] += 1
         bar.update(1)
         s = state["step"]

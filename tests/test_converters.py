@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import DATA, FIX, run_cli, slow_steps
+from conftest import DATA, FIX, ROOT, run_cli, slow_steps
 
 tf = pytest.importorskip("tensorflow", reason="converters need the [convert] extra")
 import keras  # noqa: E402
@@ -230,3 +230,44 @@ def test_split_anchor_export_form_is_the_same_function(arch):
     assert np.abs(k[1, 1, -3:, :]).max() < 0.5  # the 1.0 anchor taps left the conv
     x = rand((1, 11, 14, 3))
     np.testing.assert_allclose(np.asarray(split(x)), np.asarray(m(x)), atol=1e-5)
+
+
+def test_distill_from_a_shipped_tflite_teacher_starting_from_the_recovered_default(tmp_path, set5):
+    """A shipped int8 model teaches (its outputs cached with the patches), the student starts from the shipped
+    default recovered into a trainable EDBB run (the same function as the folded .tflite)."""
+    import os
+    import subprocess
+    import sys
+
+    from converters.data import make_patches
+    from converters.runs import load_run
+    from edgesr.engine import Engine
+    from edgesr.imageio import read_rgb
+
+    models = ROOT / "edgesr" / "models"
+    run = tmp_path / "default"
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "recover_run.py"),
+                        str(models / "efdn_w16b2_x4_float32.tflite"), str(models / "efdn_w16b2_x4_int8.json"), str(run)],
+                       capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert r.returncode == 0, r.stderr
+    model, _ = load_run(run)
+    lr = read_rgb(DATA / "val" / "Set5" / "bird.png")[:64, :64]
+    keras_sr = np.clip(np.asarray(model(lr[None].astype(np.float32) / 255.0))[0] * 255 + 0.5, 0, 255)
+    tflite_sr = Engine(str(models / "efdn_w16b2_x4_float32.tflite")).upscale(lr)
+    assert np.abs(keras_sr.astype(int) - tflite_sr.astype(int)).max() <= 1  # every EDBB branch, same function
+    data = tmp_path / "train"
+    data.mkdir()
+    for f in sorted((DATA / "train" / "BSDS400").glob("*.jpg"))[:3]:
+        (data / f.name).write_bytes(f.read_bytes())
+    teacher = models / "srgan_w32b3_x4_int8.tflite"
+    lr_p, hr_p, t_p = make_patches(data, 4, patch=16, per_image=4, cache_dir=tmp_path / "c", progress=False,
+                                   teacher=str(teacher))
+    assert t_p.shape == hr_p.shape and len(lr_p) == 12
+    assert np.abs(t_p.astype(int) - hr_p.astype(int)).mean() < np.abs(
+        np.repeat(np.repeat(lr_p, 4, 1), 4, 2).astype(int) - hr_p.astype(int)).mean()  # closer to HR than NN
+    s = tmp_path / "student"
+    r = _convert("distill", "--teacher", teacher, "--init", run / "best.weights.h5", "--arch", "efdn", "--width", "16",
+                 "--blocks", "2", "--scale", "4", "--steps", "4", "--patch", "16", "--per-image", "4", "--batch", "4",
+                 "--data", data, "--out", s, env={"EDGESR_CACHE": str(tmp_path / "c")})
+    assert r.returncode == 0, r.stderr
+    assert json.loads((s / "state.json").read_text())["config"]["teacher"].endswith("srgan_w32b3_x4_int8.tflite")
