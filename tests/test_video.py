@@ -70,6 +70,8 @@ def test_a_lost_packet_costs_one_slice_and_fec_rebuilds_it(clip):
     # the other slices decode, the lost one is concealed from the previous picture: close to the true frame
     assert not np.array_equal(plain[k].image, plain[k - 1].image)
     assert psnr_y(plain[k].image, frames[k], 4) > 33  # not a broken picture
+    held, _ = deliver(packets, lambda j, i, raw: j == k and i == 0)  # the first slice lost: the picture is held
+    assert held[k].missing_tiles == [0] and np.array_equal(held[k].image, held[k - 1].image)
     protected, asm = deliver(stream(frames, bitrate=57600, fec=0.25), lost)
     assert asm.stats["partial"] == 0 and len(protected) == 8
 
