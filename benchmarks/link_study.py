@@ -180,7 +180,8 @@ def main() -> None:
                               [float(f) for f in str(a.fps).split(",")], [float(v) for v in a.loss.split(",")],
                               a.frames, out)
         video_study.plot(res, out.with_suffix(".png"))
-        print(f"wrote {out} and {out.with_suffix('.png')}")
+        out.with_suffix(".md").write_text(video_study.table(res) + "\n")
+        print(f"wrote {out}, {out.with_suffix('.png')} and {out.with_suffix('.md')}")
         return
     hrs = frames(a.shared)
     eng = Engine(a.model, threads=2)

@@ -190,6 +190,28 @@ def run(video: Path, eng, bitrates, fps_list, losses, n: int, out_json: Path) ->
     return res
 
 
+TABLE = [("h264_hr", "H.264 HR"), ("h264_lr_sr", "H.264 LR + SR"), ("edgesr_hr_tiles", "edgesr HR tiles"),
+         ("edgesr_lr_sr", "edgesr LR + SR tiles"), ("edgesr_hr_cr", "edgesr HR replenished"),
+         ("edgesr_h264_hr", "edgesr H.264 HR"), ("edgesr_h264_lr_sr", "edgesr H.264 LR + SR"), ("auto", "`auto`")]
+
+
+def table(res: dict) -> str:
+    """The README's markdown table: PSNR-Y per mode, bold = best in the row, and auto against the best H.264."""
+    head = "| link | " + " | ".join(t for _, t in TABLE) + " | auto - best H.264 | auto chose (frames) |"
+    lines = [head, "|" + "---|" * (len(TABLE) + 3)]
+    for r in sorted(res["rows"], key=lambda r: (r["loss"], r["fps"], r["bitrate"])):
+        m = r["modes"]
+        vals = {n: m[n]["psnr_y"] for n, _ in TABLE}
+        top = max(v for v in vals.values() if v is not None)
+        h264 = max(m[n]["psnr_y"] for n in ("h264_hr", "h264_lr_sr", "h264_lr_bicubic") if m[n]["psnr_y"] is not None)
+        cells = ["does not fit" if v is None else (f"**{v:.2f}**" if v == top else f"{v:.2f}") for v in vals.values()]
+        chose = ", ".join(f"{k} {v}" for k, v in m["auto"]["modes"].items() if k != "None")
+        fec = f", fec {m['auto']['fec']:g}" if m["auto"]["fec"] else ""
+        lines.append(f"| {r['bitrate'] / 1000:g} kbit/s, {r['fps']:g} fps, {r['loss']:.0%} loss | " + " | ".join(cells)
+                     + f" | {vals['auto'] - h264:+.2f} | {chose}{fec} |")
+    return "\n".join(lines)
+
+
 def plot(res: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")

@@ -104,7 +104,7 @@ class H264Stream:
         else:
             ctx.bit_rate, ctx.gop_size, ctx.max_b_frames = int(bitrate), period, 0
             ctx.options = {"repeat_sequence_header": "1"}
-        self.ctx, self.frames, self.force = ctx, 0, False
+        self.ctx, self.frames, self.force, self.key = ctx, 0, False, False
         self.decoder = H264Decoder(width * height) if local else None
         self.recon: np.ndarray | None = None
 
@@ -123,7 +123,9 @@ class H264Stream:
         if self.force:
             vf.pict_type = av.video.frame.PictureType.I
             self.force = False
-        au = b"".join(bytes(p) for p in self.ctx.encode(vf))
+        packets = self.ctx.encode(vf)
+        self.key = any(p.is_keyframe for p in packets)  # IDR or refresh start (SPS/PPS): worth protecting
+        au = b"".join(bytes(p) for p in packets)
         self.frames += 1
         if self.decoder is not None and au:
             self.recon = self.decoder.decode(au, (w, h))

@@ -82,7 +82,7 @@ class Sink:
         img = self.image_of(f)
         q = self.rate.quality if self.rate else self.quality
         lr = img is f.lr and f.scale > 1
-        unit = None
+        unit, key = None, False
         if self.chooser is not None:
             n = self.chooser.stats["measurements"]
             mode = self.chooser.choose(f.lr, now=f.timestamp_us / 1e6)
@@ -92,6 +92,7 @@ class Sink:
                 self.rate.quality = q = self.chooser.quality[mode]  # what fitted the budget just now
             lr, img = mode.endswith("lr"), self.chooser.image(f.lr, mode)
             unit = self.chooser.units.get(mode)  # H.264 modes: the chooser encodes every frame (shadow streams)
+            key = unit is not None and self.chooser.video[mode].key
             self.stats.update(link=self.chooser.state())
         elif self.codec == "h264":
             img = img[:img.shape[0] // 2 * 2, :img.shape[1] // 2 * 2]
@@ -101,6 +102,7 @@ class Sink:
                 self.video = H264Stream(img.shape[1], img.shape[0], self.fps, self.video_bitrate(), mtu=self.mtu,
                                         refresh_s=refresh_for(self.fec))
             unit = self.video.encode(img, f.timestamp_us // 1000)
+            key = self.video.key
         if unit is not None:
             pk = encode_unit(unit, (img.shape[1], img.shape[0]), f.seq, f.timestamp_us, stream=self.stream,
                              key=self.key, mtu=self.mtu, scale=f.scale if lr else 1, lr=lr)
@@ -114,7 +116,8 @@ class Sink:
                 self.rate.update(sum(map(len, pk)))
         if self.fec:
             from ..fec import parity_count, protect
-            pk = pk + protect(pk, parity_count(self.fec, len(pk)))
+            # an H.264 IDR or refresh start (SPS/PPS; losing it costs a sweep) always gets one parity packet
+            pk = pk + protect(pk, max(parity_count(self.fec, len(pk)), int(unit is not None and key)))
         return pk
 
     def video_bitrate(self) -> float:
