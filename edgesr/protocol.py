@@ -291,7 +291,8 @@ class FrameAssembler:
         self.previous: dict[int, np.ndarray] = {}
         self.video: dict[int, object] = {}  # stream -> H264Decoder (edgesr.video), made on its first unit
         self.stats = {"frames": 0, "complete": 0, "partial": 0, "tiles_missing": 0, "duplicates": 0,
-                      "late": 0, "bad_tiles": 0, "over_limit": 0, "no_picture": 0}
+                      "late": 0, "bad_tiles": 0, "over_limit": 0, "no_picture": 0,
+                      "packets_expected": 0, "packets_received": 0}
         self.last_over_limit: str | None = None
         self.last_error: str | None = None  # why the last undecodable tile or unit failed
 
@@ -357,6 +358,9 @@ class FrameAssembler:
         if last is not None and not _newer(first.seq, last):
             self.stats["late"] += 1
             return []
+        known = [t["p"].nfrag for t in f["tiles"].values()]  # packets of a tile that never arrived: the mean
+        self.stats["packets_expected"] += sum(known) + round((first.sent - len(known)) * sum(known) / len(known))
+        self.stats["packets_received"] += sum(len(t["frags"]) for t in f["tiles"].values())
         prev = self.previous.get(stream)
         shape = (first.frame_h, first.frame_w, 3)
         canvas = prev.copy() if self.fill_missing and prev is not None and prev.shape == shape \

@@ -150,7 +150,19 @@ class Receiver:
         return {**self.stats, **{f"assembler_{k}": v for k, v in a.items()},
                 **{f"fec_{k}": v for k, v in self.recovery.stats.items() if v},
                 **({"outputs": {o.url: o.snapshot() for o in self.outputs}} if self.outputs else {}),
-                "latency_ms_median": round(1000 * lat[len(lat) // 2], 1) if lat else None}
+                "latency_ms_median": round(1000 * lat[len(lat) // 2], 1) if lat else None,
+                **self._loss()}
+
+    def _loss(self) -> dict:
+        """Packet loss seen here (before FEC rebuilt any) and the sink ``fec`` it calls for."""
+        from .fec import parity_share
+
+        a = self.assembler.stats
+        expected, got = a["packets_expected"], a["packets_received"] - self.recovery.stats.get("recovered", 0)
+        if not expected:
+            return {}
+        loss = round(max(0.0, 1 - got / expected), 4)
+        return {"packet_loss": loss, "suggested_fec": round(parity_share(loss), 2)}
 
     def close(self) -> None:
         self._closed = True

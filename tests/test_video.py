@@ -44,7 +44,7 @@ def deliver(packets, drop=lambda k, i, raw: False, limits=None):
             for p in rec.parity(raw) if is_parity(raw) else [raw]:
                 rec.data(p)
                 out += asm.add(decode_packet(p), now=k)
-    return out, asm
+    return out + asm.expire(now=len(packets) + 10.0, max_age=1.0), asm  # the last frames, complete or not
 
 
 def test_h264_stream_fits_the_link_and_beats_intra_tiles(clip):
@@ -157,3 +157,21 @@ def test_h264_config_is_checked(tmp_path):
         load(bad)
     with pytest.raises(ConfigError, match="even frame size"):
         H264Stream(65, 48, 2.0, 50000)
+
+
+def test_the_receiver_measures_packet_loss_and_suggests_fec(clip):
+    from edgesr.fec import parity_share
+
+    packets = stream(clip, bitrate=115200)
+    seen, dropped = [0], [0]
+
+    def every_10th(k, i, raw):
+        seen[0] += 1
+        drop = seen[0] % 10 == 0 and i > 0  # never a frame's first packet: no frame is lost whole
+        dropped[0] += drop
+        return drop
+
+    _, asm = deliver(packets, every_10th)
+    assert asm.stats["packets_expected"] - asm.stats["packets_received"] == dropped[0] > 0
+    loss = dropped[0] / asm.stats["packets_expected"]
+    assert 0.03 < loss < 0.12 and parity_share(loss) == pytest.approx(5 * loss)
