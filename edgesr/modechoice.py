@@ -135,6 +135,10 @@ class ModeChooser:
             self.last_t, self.thumb = now, self._thumb(hr)
             scored = [(db, m) for m, db in self.db.items() if db is not None]
             cur = self.db.get(self.mode) if self.mode else None
+            if scored and self.mode is None and any(m in self.video for _, m in scored):
+                # the first choice: an H.264 score right after its IDR is still rising, and leaving H.264 later
+                # costs nothing while entering it costs an IDR, so tiles must win it by video_hysteresis_db
+                scored = [(db + (self.video_hysteresis_db if m in self.video else 0.0), m) for db, m in scored]
             if scored:
                 db, best = max(scored)
                 margin = self.video_hysteresis_db if "h264" in best + str(self.mode) else self.hysteresis_db
