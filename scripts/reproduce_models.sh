@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The exact commands that produced every shipped model and every row of the README's quality table.
 # Usage: scripts/reproduce_models.sh [stage ...]
-#   stages: split realtime baselines teacher ladder export_models table efdn_long codec_model
+#   stages: split realtime baselines teacher ladder export_models table efdn_long codec_model kd_default
 #   (efdn_long, session 3: picks checkpoints on a held-out split of the training data, never on Set5/Set14)
 # (default: all)
 # Runs are resumable: re-running a stage continues from runs/<name>/last.* (add steps by raising --steps).
@@ -102,6 +102,17 @@ codec_model() {  # robot-side x4 for WebP-compressed LR: the default fine-tuned 
   cp runs/srgan_w16b1_x4_codec/last.weights.h5 runs/srgan_w16b1_x4_codec/best.weights.h5  # see README
   edgesr-convert quantize runs/srgan_w16b1_x4_codec --dtype int8 --name srgan_w16b1_x4_codec_int8 --data "$DATA" \
     --eval "$VAL/Set5" --eval "$VAL/Set14" --out edgesr/models
+}
+
+kd_default() {  # session 4: the default, continued with distillation from the shipped quality model (int8 .tflite
+  # teacher: its outputs on each whole training image are cached with the patches); picked on the holdout split
+  python scripts/recover_run.py edgesr/models/efdn_w16b2_x4_float32.tflite edgesr/models/efdn_w16b2_x4_int8.json \
+    runs/efdn_default
+  edgesr-convert distill --teacher edgesr/models/srgan_w32b3_x4_int8.tflite --init runs/efdn_default/best.weights.h5 \
+    --arch efdn --scale 4 --width 16 --blocks 2 --steps 40000 --patch 48 --per-image 32 --lr 3e-4 \
+    --val runs/split/holdout --val-every 2000 --data runs/split/train --threads 1 --resume --out runs/efdn_w16b2_x4_kd
+  edgesr-convert quantize runs/efdn_w16b2_x4_kd --dtype float32 --dtype int8 --data "$DATA" --eval runs/split/holdout \
+    --eval "$VAL/Set5" --eval "$VAL/Set14" --out runs/kd_export
 }
 
 stages=("$@")
