@@ -72,7 +72,7 @@ def test_parity_fuzz_with_valid_crc(k, n, i, lengths, block, seq):
 
 def test_reed_solomon_inside_serial_frames_survives_byte_corruption(photo):
     """1 % of bytes with a flipped bit: a 300-byte packet is almost never intact, with rs=16 almost always."""
-    from edgesr.protocol import StreamDeframer, frame_bytes
+    from edgesr.framing import StreamDeframer, frame_bytes
 
     packets = encode_frame(photo, 1, 0, tile=64, mtu=300)
     rnd = random.Random(3)

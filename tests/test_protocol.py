@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgesr.errors import ProtocolError
-from edgesr.protocol import (HEADER, AuthError, FrameAssembler, StreamDeframer, decode_packet, encode_frame,
-                             frame_bytes)
+from edgesr.framing import StreamDeframer, frame_bytes
+from edgesr.protocol import HEADER, AuthError, FrameAssembler, decode_packet, encode_frame
 from edgesr.metrics import psnr_y
 
 

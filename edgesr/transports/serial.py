@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from ..backoff import Backoff
-from ..protocol import StreamDeframer, frame_bytes
+from ..framing import StreamDeframer, frame_bytes
 from .base import Sink, log
 
 

@@ -8,7 +8,7 @@ import time
 
 from ..backoff import Backoff
 from ..errors import listen_error
-from ..protocol import StreamDeframer, frame_bytes
+from ..framing import StreamDeframer, frame_bytes
 from ..slot import Slot, consume
 from .base import Sink, log
 
