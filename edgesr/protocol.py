@@ -213,6 +213,8 @@ class Frame:
     scale: int = 1
     received_at: float = 0.0
     encoded: dict = field(default_factory=dict, repr=False)  # JPEGs by quality, shared by the robot-side outputs
+    codec: str = ""  # how it came: jpeg | webp | png (tiles) | h264; with ``scale`` > 1 (sent at 1/scale, upscaled
+    #                  here unless ``lr`` is still set), the mode the device chose
 
 
 def _newer(a: int, b: int) -> bool:
@@ -319,7 +321,7 @@ class FrameAssembler:
         self.stats["complete" if not missing else "partial"] += 1
         self.stats["tiles_missing"] += max(0, lost)
         return [Frame(canvas, first.seq, first.timestamp_us / 1e6, stream, missing, bool(first.flags & FLAG_LR),
-                      first.scale, now)]
+                      first.scale, now, codec=CODEC_NAMES.get(first.codec, "h264"))]
 
     def _tiles(self, f: dict, canvas: np.ndarray) -> list[int]:
         """Decode a frame's tiles into ``canvas``; the indexes of those that did not arrive or decode."""

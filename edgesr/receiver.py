@@ -138,7 +138,8 @@ class Receiver:
                         self.stats["bad_packets"] += 1
                         continue
                     n += 1
-                    yield self._finish(Frame(np.ascontiguousarray(img), n, time.time(), received_at=time.monotonic()))
+                    yield self._finish(Frame(np.ascontiguousarray(img), n, time.time(), received_at=time.monotonic(),
+                                             codec="jpeg"))
 
     def why_nothing(self) -> str | None:
         """The link's own reason when no frame arrived (port missing, connection refused), if it knows one."""

@@ -54,6 +54,7 @@ def test_h264_stream_fits_the_link_and_beats_intra_tiles(clip):
     assert all(decode_packet(p).codec == H264 for pk in packets for p in pk)
     frames, asm = deliver(packets)
     assert [f.seq for f in frames] == list(range(1, len(clip) + 1)) and asm.stats["complete"] == len(clip)
+    assert {(f.codec, f.lr) for f in frames} == {("h264", False)}  # the mode, as the robot sees it
     h264 = np.mean([psnr_y(f.image, hr, 4) for f, hr in zip(frames, clip)])
     tiles, _ = deliver(video_study.encode_stream(clip, 57600 / 8 / 2.0, "webp", 1024, False))  # one whole-frame tile
     intra = np.mean([psnr_y(f.image, clip[f.seq - 1], 4) for f in tiles])
