@@ -91,13 +91,27 @@ class H264Stream:
             raise ConfigError(f"H.264 needs an even frame size of at least 16x16, got {width}x{height}")
         self.size, self.fps, self.bitrate = (width, height), fps, bitrate
         self.name = _pick_encoder(av, encoder)
-        ctx = av.CodecContext.create(self.name, "w")
+        try:
+            ctx = self._open(av, self.name, width, height, fps, bitrate, refresh_s, preset, mtu)
+        except av.error.FFmpegError as e:
+            if self.name == "libx264":
+                raise ConfigError(f"cannot open the H.264 encoder: {e}") from None
+            log.warning("H.264 encoder %s did not open (%s); using libx264", self.name, e)
+            self.name = "libx264"
+            ctx = self._open(av, self.name, width, height, fps, bitrate, refresh_s, preset, mtu)
+        self.ctx, self.frames, self.force, self.key = ctx, 0, False, False
+        self.decoder = H264Decoder(width * height) if local else None
+        self.recon: np.ndarray | None = None
+
+    @staticmethod
+    def _open(av, name, width, height, fps, bitrate, refresh_s, preset, mtu):
+        ctx = av.CodecContext.create(name, "w")
         ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
         ctx.time_base = Fraction(1, 1000)
         ctx.framerate = Fraction(fps).limit_denominator(1000)
         ctx.thread_count = 1  # slices by size only (a slice per packet), and the sink has one thread
         period = max(1, int(round(refresh_s * fps)))
-        if self.name == "libx264":
+        if name == "libx264":
             # constant quality capped by a 1 s VBV at the budget: on a thin link the cap rules (CBR-like, the
             # budget used to ~90 %), on a wide one the stream stops at crf 10 instead of padding
             kbps = max(1, int(bitrate / 1000))
@@ -105,12 +119,11 @@ class H264Stream:
                            "x264-params": f"crf=10:vbv-maxrate={kbps}:vbv-bufsize={kbps}:keyint={period}:"
                                           f"min-keyint={period}:scenecut=0:intra-refresh=1:repeat-headers=1:"
                                           f"nal-hrd=none:rc-lookahead=0:bframes=0:slice-max-size={max(200, mtu - 80)}"}
-        else:
+        else:  # a hardware encoder: periodic keyframes, no slice control (long units are fragmented)
             ctx.bit_rate, ctx.gop_size, ctx.max_b_frames = int(bitrate), period, 0
             ctx.options = {"repeat_sequence_header": "1"}
-        self.ctx, self.frames, self.force, self.key = ctx, 0, False, False
-        self.decoder = H264Decoder(width * height) if local else None
-        self.recon: np.ndarray | None = None
+        ctx.open()
+        return ctx
 
     def key_next(self) -> None:
         """Make the next unit self-contained (IDR with SPS/PPS): on a mode switch the robot's decoder has no

@@ -176,3 +176,13 @@ def test_the_receiver_measures_packet_loss_and_suggests_fec(clip):
     assert asm.stats["packets_expected"] - asm.stats["packets_received"] == dropped[0] > 0
     loss = dropped[0] / asm.stats["packets_expected"]
     assert 0.03 < loss < 0.12 and parity_share(loss) == pytest.approx(5 * loss)
+
+
+def test_a_hardware_encoder_that_does_not_open_falls_back_to_libx264(clip, caplog):
+    from pathlib import Path
+
+    st = H264Stream(64, 48, 2.0, 50000, encoder="h264_v4l2m2m", local=True)
+    st.encode(np.ascontiguousarray(clip[0][:48, :64]))
+    assert st.recon is not None and st.recon.shape == (48, 64, 3)
+    if not Path("/dev/video11").exists():  # no V4L2 codec device here: the fallback, with one warning
+        assert st.name == "libx264" and "did not open" in caplog.text
