@@ -104,7 +104,12 @@ class Receiver:
             self.stats["bad_packets"] += 1
             return []
         self.recovery.data(raw)
-        return self.assembler.add(p, time.monotonic())
+        frames = self.assembler.add(p, time.monotonic())
+        err = self.assembler.last_error
+        if err and "PyAV" in err and not self.stats.get("no_h264"):  # H.264 arrives, this robot cannot decode it
+            log.warning("%s: %s", self.url, err)
+            self.stats["no_h264"] = 1
+        return frames
 
     def _mjpeg(self, timeout):
         import urllib.request

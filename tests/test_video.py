@@ -186,3 +186,24 @@ def test_a_hardware_encoder_that_does_not_open_falls_back_to_libx264(clip, caplo
     assert st.recon is not None and st.recon.shape == (48, 64, 3)
     if not Path("/dev/video11").exists():  # no V4L2 codec device here: the fallback, with one warning
         assert st.name == "libx264" and "did not open" in caplog.text
+
+
+def test_a_robot_without_pyav_says_so_once(clip, monkeypatch, caplog):
+    import edgesr.video
+    from edgesr.linksim import free_port
+    from edgesr.receiver import Receiver
+
+    packets = stream(clip[:3], bitrate=57600)
+
+    def missing():
+        raise ConfigError('H.264 needs PyAV: pip install "edgesr[video]"')
+
+    monkeypatch.setattr(edgesr.video, "_av", missing)
+    rx = Receiver(f"udp://127.0.0.1:{free_port()}", upscale=False)
+    try:
+        for pk in packets:
+            for raw in pk:
+                rx._packet(raw)
+    finally:
+        rx.close()
+    assert rx.assembler.stats["bad_tiles"] >= 2 and caplog.text.count("needs PyAV") == 1
