@@ -1,8 +1,9 @@
 """Structure-aware fuzzing of the robot side: packets with a valid CRC (and a valid HMAC when keyed) and random
 header fields -- frame sizes up to 65535x65535, tile counts, fragments, scales, LR flags, payloads that are
 noise, real images of the declared size or image headers that lie -- through decoding, assembly and the
-receiver's upscaling path; plus byte-level mutations of real packets. Counts crashes (goal: none) and reports
-peak memory.
+receiver's upscaling path; plus byte-level mutations of real packets, and real H.264 units with mutated bytes
+re-packed with valid CRCs (through FFmpeg's decoder, bounded by the limits). Counts crashes (goal: none) and
+reports peak memory.
 
     python benchmarks/fuzz_protocol.py [--n 1000000]
 """
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edgesr.codec import encode  # noqa: E402
 from edgesr.errors import ProtocolError  # noqa: E402
 from edgesr.framing import StreamDeframer  # noqa: E402
-from edgesr.protocol import FLAG_LR, Packet, decode_packet, encode_frame, encode_packet  # noqa: E402
+from edgesr.protocol import FLAG_LR, Packet, decode_packet, encode_frame, encode_packet, encode_unit  # noqa: E402
 from edgesr.receiver import Receiver  # noqa: E402
 
 KEY = b"k" * 16
@@ -60,13 +61,35 @@ def main() -> None:
     seeds = [p for i in range(8) for p in encode_frame(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), i, i,
                                                       tile=32, mtu=300, key=KEY if i % 2 else None,
                                                       scale=4 if i % 3 else 2, lr=i % 4 == 0)]
+    from edgesr.video import H264Stream
+
+    st = H264Stream(64, 48, 5.0, 60000, refresh_s=1.0)
+    units = [st.encode(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) // 8 + 100) for _ in range(12)]
     rx = Receiver("udp://127.0.0.1:0", key=None, upscale=True, threads=1)
     de = StreamDeframer()
-    counts = {"structured": 0, "mutated": 0, "decoded": 0, "rejected": 0, "frames": 0, "crashes": 0}
+    counts = {"structured": 0, "mutated": 0, "h264": 0, "decoded": 0, "rejected": 0, "frames": 0, "crashes": 0}
     crashes = []
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     for i in range(a.n):
+        if i % 8 == 1:  # a real H.264 unit with a few bytes changed, re-packed with valid CRCs, maybe lying sizes
+            u = bytearray(rnd.choice(units))
+            for _ in range(rnd.randrange(0, 8)):
+                u[rnd.randrange(len(u))] = rnd.randrange(256)
+            size = rnd.choice([(64, 48), (64, 48), (32, 24), (640, 480), (rnd.randrange(1, 4000), rnd.randrange(1, 4000))])
+            counts["h264"] += 1
+            try:
+                for raw in encode_unit(bytes(u), size, i, 0, stream=rnd.randrange(4), lr=rnd.random() < 0.3,
+                                       scale=rnd.choice([1, 2, 4])):
+                    for f in rx.assembler.add(decode_packet(raw), now=i * 1e-3):
+                        rx._finish(f)
+                        counts["frames"] += 1
+            except ProtocolError:
+                counts["rejected"] += 1
+            except Exception as e:  # noqa: BLE001 -- anything else is a bug: counted, not fatal
+                counts["crashes"] += 1
+                crashes.append("h264 " + repr(e)[:200])
+            continue
         if i % 4:
             data = random_packet(rnd, images)
             counts["structured"] += 1

@@ -186,6 +186,10 @@ class Limits:
     max_pending: int = 3                    # frames in assembly at once
     max_streams: int = 8                    # stream ids remembered (each keeps its last canvas)
     max_output_pixels: int = 7680 * 4320    # the upscaled size at the receiver (LR frame x scale^2)
+    # H.264 (edgesr.video): a decoder keeps up to 16 reference pictures, so its picture size and count are bounded
+    # tighter: 1920x1088 x 16 refs x 1.5 bytes = 50 MB per decoder, 2 decoders
+    max_video_pixels: int = 1920 * 1088
+    max_video_streams: int = 2
 
     def check(self, p: "Packet") -> str | None:
         """Why packet ``p`` is over a limit, or None."""
@@ -193,6 +197,8 @@ class Limits:
             return f"frame {p.frame_w}x{p.frame_h} over {self.max_frame_pixels} pixels / side {self.max_side}"
         if p.tile_count > self.max_tiles:
             return f"{p.tile_count} tiles over {self.max_tiles}"
+        if p.codec == H264 and p.frame_w * p.frame_h > self.max_video_pixels:
+            return f"H.264 frame {p.frame_w}x{p.frame_h} over {self.max_video_pixels} pixels"
         if p.w * p.h > self.max_tile_pixels and p.codec != H264:  # an H.264 decoder is bounded by frame pixels
             return f"tile {p.w}x{p.h} over {self.max_tile_pixels} pixels"
         if p.flags & FLAG_LR and p.frame_w * p.frame_h * p.scale * p.scale > self.max_output_pixels:
@@ -356,7 +362,10 @@ class FrameAssembler:
 
             dec = self.video.get(first.stream)
             if dec is None:
-                dec = self.video[first.stream] = H264Decoder(self.limits.max_frame_pixels)
+                if len(self.video) >= self.limits.max_video_streams:
+                    self._over(f"stream {first.stream}: more than {self.limits.max_video_streams} H.264 streams")
+                    return list(range(first.tile_count))
+                dec = self.video[first.stream] = H264Decoder(self.limits.max_video_pixels)
             unit = b"".join(t["frags"][j] for t, ok in zip(chunks, whole) if ok for j in range(t["p"].nfrag))
             img = dec.decode(unit, (first.frame_w, first.frame_h)) if unit else None
         except (ProtocolError, ConfigError) as e:  # ConfigError: no PyAV on this robot

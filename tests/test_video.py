@@ -109,8 +109,13 @@ def test_hostile_h264_units_are_dropped_and_counted(clip):
     _, asm = deliver([encode_unit(unit, (64, 48), 1, 0)], limits=Limits(max_frame_pixels=64 * 48, max_side=64))
     assert asm.stats["complete"] == 1
     big = H264Stream(1280, 720, 2.0, 50000).encode(np.zeros((720, 1280, 3), np.uint8))
-    _, asm = deliver([encode_unit(big, (20, 20), 1, 0)], limits=Limits(max_frame_pixels=400))
+    _, asm = deliver([encode_unit(big, (20, 20), 1, 0)], limits=Limits(max_video_pixels=400))
     assert asm.stats["bad_tiles"] == 1 and "does not decode" in asm.last_error  # FFmpeg refused it before allocating
+    # H.264 pictures and decoders are bounded tighter than tiles (a decoder keeps up to 16 reference pictures)
+    _, asm = deliver([encode_unit(unit, (1920, 1200), 1, 0)])
+    assert asm.stats["over_limit"] >= 1 and asm.stats["frames"] == 0  # every packet of it dropped
+    _, asm = deliver([encode_unit(unit, (64, 48), k + 1, 0, stream=k) for k in range(3)])
+    assert asm.stats["complete"] == 2 and asm.stats["over_limit"] == 1  # a third H.264 stream: no decoder
     # structurally valid packets (right CRC) with random H.264 payloads: never an exception
     rnd = random.Random(7)
     asm = FrameAssembler()
