@@ -158,7 +158,7 @@ class H264Decoder:
         self.ctx.thread_count = 1  # frame threading would delay output by a frame per thread
         # FFmpeg counts coded pixels (sides rounded up to 16-pixel macroblocks): allow that much over the limit
         self.ctx.options = {"max_pixels": str(int(max_pixels) + 16 * 2 * 8192)}
-        self.errors, self.pictures = 0, 0
+        self.pictures = 0
 
     def decode(self, au: bytes, size: tuple[int, int]) -> np.ndarray | None:
         """The picture of ``au`` (w, h must equal ``size``), None while the decoder has no picture yet (joined
@@ -167,7 +167,6 @@ class H264Decoder:
         try:
             frames = self.ctx.decode(av.Packet(au))
         except (av.error.FFmpegError, ValueError) as e:  # also while waiting for SPS/PPS after joining
-            self.errors += 1
             raise ProtocolError(f"H.264 unit does not decode: {e}") from None
         if not frames:
             return None
