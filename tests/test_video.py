@@ -212,3 +212,39 @@ def test_a_robot_without_pyav_says_so_once(clip, monkeypatch, caplog):
     finally:
         rx.close()
     assert rx.assembler.stats["bad_tiles"] >= 2 and caplog.text.count("needs PyAV") == 1
+
+
+def test_a_tcp_client_that_connects_late_gets_a_picture_at_once():
+    """TCP knows when a robot connects: the device sends an IDR next, so a second robot that connects while the
+    stream runs does not wait for the refresh sweep (10 s here)."""
+    import socket
+    import threading
+    import time
+
+    from edgesr.linksim import free_port
+    from edgesr.pipeline import Pipeline
+    from edgesr.receiver import Receiver
+    from edgesr.sources import SyntheticSource
+    from edgesr.transports import open_sink
+
+    port = free_port(socket.SOCK_STREAM)
+    sink = open_sink(f"tcp://127.0.0.1:{port}", topology="receiver", codec="h264", fps=10.0)
+    pipe = Pipeline(SyntheticSource((320, 240), 10.0), None, [sink], (320, 240), scale=1).start()
+    first = Receiver(f"tcp://127.0.0.1:{port}", upscale=False)
+    got_first = []
+    reader = threading.Thread(target=lambda: got_first.extend(f.seq for f in first.frames(timeout=6)), daemon=True)
+    reader.start()
+    try:
+        time.sleep(2.5)  # the stream runs for the first robot: its IDR is long gone
+        late = Receiver(f"tcp://127.0.0.1:{port}", upscale=False)
+        t0, frames = time.monotonic(), []
+        for f in late.frames(timeout=8):
+            frames.append(f)
+            if len(frames) >= 3:
+                break
+        waited = time.monotonic() - t0
+        late.close()
+    finally:
+        pipe.stop()
+        first.close()
+    assert len(got_first) > 10 and len(frames) == 3 and waited < 3.0 and frames[0].codec == "h264"

@@ -120,6 +120,14 @@ class Sink:
             pk = pk + protect(pk, max(parity_count(self.fec, len(pk)), int(unit is not None and key)))
         return pk
 
+    def key_next(self) -> None:
+        """A new receiver is here (TCP knows; UDP and serial do not): make the next H.264 unit an IDR, so it gets a
+        picture at once instead of after the next refresh sweep."""
+        if self.video is not None:
+            self.video.key_next()
+        if self.chooser is not None and self.chooser.mode in self.chooser.video:
+            self.chooser.video[self.chooser.mode].key_next()
+
     def video_bitrate(self) -> float:
         """What an H.264 encoder may spend (bit/s); unbudgeted links: 4 Mbit/s."""
         from ..video import stream_bitrate

@@ -75,6 +75,7 @@ class TCPSink(Sink):
             with self.lock:
                 self.clients.append(_Client(conn, addr, self))
                 self.stats["clients"] = len(self.clients)
+            self.key_next()  # H.264: the new client decodes from the next unit
             log.info("%s: client %s connected", self.url, addr)
 
     def drop(self, client: _Client) -> None:
