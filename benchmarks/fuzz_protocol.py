@@ -70,6 +70,23 @@ def main() -> None:
     counts = {"structured": 0, "mutated": 0, "h264": 0, "decoded": 0, "rejected": 0, "frames": 0, "crashes": 0}
     crashes = []
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def receive(packets, i: int, label: str = "") -> None:
+        """Packets through decoding, assembly and upscaling: a ProtocolError is a rejection, anything else a bug
+        (counted, not fatal)."""
+        try:
+            for raw in packets:
+                p = decode_packet(raw, key=None)
+                counts["decoded"] += 1
+                for f in rx.assembler.add(p, now=i * 1e-3):
+                    rx._finish(f)
+                    counts["frames"] += 1
+        except ProtocolError:
+            counts["rejected"] += 1
+        except Exception as e:  # noqa: BLE001
+            counts["crashes"] += 1
+            crashes.append(label + repr(e)[:200])
+
     t0 = time.perf_counter()
     for i in range(a.n):
         if i % 8 == 1:  # a real H.264 unit with a few bytes changed, re-packed with valid CRCs, maybe lying sizes
@@ -78,17 +95,8 @@ def main() -> None:
                 u[rnd.randrange(len(u))] = rnd.randrange(256)
             size = rnd.choice([(64, 48), (64, 48), (32, 24), (640, 480), (rnd.randrange(1, 4000), rnd.randrange(1, 4000))])
             counts["h264"] += 1
-            try:
-                for raw in encode_unit(bytes(u), size, i, 0, stream=rnd.randrange(4), lr=rnd.random() < 0.3,
-                                       scale=rnd.choice([1, 2, 4])):
-                    for f in rx.assembler.add(decode_packet(raw), now=i * 1e-3):
-                        rx._finish(f)
-                        counts["frames"] += 1
-            except ProtocolError:
-                counts["rejected"] += 1
-            except Exception as e:  # noqa: BLE001 -- anything else is a bug: counted, not fatal
-                counts["crashes"] += 1
-                crashes.append("h264 " + repr(e)[:200])
+            receive(encode_unit(bytes(u), size, i, 0, stream=rnd.randrange(4), lr=rnd.random() < 0.3,
+                                scale=rnd.choice([1, 2, 4])), i, "h264 ")
             continue
         if i % 4:
             data = random_packet(rnd, images)
@@ -106,17 +114,7 @@ def main() -> None:
                     data[j] = rnd.randrange(256)
             data = bytes(data)
             counts["mutated"] += 1
-        try:
-            p = decode_packet(data, key=None)
-            counts["decoded"] += 1
-            for f in rx.assembler.add(p, now=i * 1e-3):
-                rx._finish(f)
-                counts["frames"] += 1
-        except ProtocolError:
-            counts["rejected"] += 1
-        except Exception as e:  # noqa: BLE001 -- anything else is a bug: counted, not fatal
-            counts["crashes"] += 1
-            crashes.append(repr(e)[:200])
+        receive([data], i)
         if i % 50 == 0:
             try:
                 de.feed(data)

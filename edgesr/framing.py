@@ -2,6 +2,8 @@
 after garbage or a cut mid-packet; optionally Reed-Solomon bytes inside each frame for links that corrupt bytes."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from cobs import cobs
 
@@ -9,7 +11,9 @@ from .errors import ConfigError
 from .protocol import MAX_PACKET
 
 
+@functools.lru_cache(maxsize=8)
 def _rs(nsym: int):
+    """One Reed-Solomon codec per strength (building one makes its tables: not once per packet)."""
     try:
         import reedsolo
     except ImportError:

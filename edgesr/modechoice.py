@@ -17,7 +17,6 @@ study on video), which is why it is measured.
 """
 from __future__ import annotations
 
-import collections
 import time
 
 import cv2
@@ -61,7 +60,6 @@ class ModeChooser:
         self.video: dict = {}   # mode -> H264Stream (made on the first frame)
         self.units: dict = {}   # mode -> this frame's H.264 unit
         self.start_t, self.pending = None, None  # first frame's time; an H.264 mode to enter at the next frame
-        self.history = collections.deque(maxlen=4096)  # the mode of each recent frame
         self.quality: dict = {}  # tile mode -> the quality that fitted the budget at the last measurement
         self.stats = {"measurements": 0, "switches": 0, "measure_ms": 0.0, "video_ms": 0.0}
 
@@ -104,15 +102,13 @@ class ModeChooser:
 
     def _encode(self, hr: np.ndarray, now: float) -> None:
         """Feed this frame to every H.264 stream (each decoded on the device: ``recon``)."""
-        from .video import H264Stream
+        from .video import stream_for
 
         t0 = time.perf_counter()
         for m in (m for m in self.modes if m.startswith("h264")):
             img = self.image(hr, m)
-            st = self.video.get(m)
-            if st is None or st.size != (img.shape[1], img.shape[0]):
-                st = self.video[m] = H264Stream(img.shape[1], img.shape[0], self.fps, self.video_bitrate, local=True,
-                                                    mtu=self.mtu, refresh_s=self.refresh_s)
+            st = self.video[m] = stream_for(self.video.get(m), img, fps=self.fps, bitrate=self.video_bitrate,
+                                            local=True, mtu=self.mtu, refresh_s=self.refresh_s)
             self.units[m] = st.encode(img, int(now * 1000))
         self.stats["video_ms"] = round(1000 * (time.perf_counter() - t0), 1)
 
@@ -149,7 +145,6 @@ class ModeChooser:
                         self.pending = best
                     else:
                         self.mode = best
-        self.history.append(self.mode)
         return self.mode
 
     def state(self) -> dict:

@@ -109,15 +109,21 @@ def decode_packet(data: bytes, key: bytes | None = None) -> Packet:
                   data[HEADER.size:HEADER.size + plen], sent)
 
 
+def payload_room(mtu: int, key: bytes | None = None) -> int:
+    """Payload bytes one packet of ``mtu`` bytes carries (the rest: header, CRC, tag); ConfigError if too few."""
+    room = mtu - HEADER.size - CRC.size - (TAG_LEN if key else 0)
+    if room < 64:
+        raise ConfigError(f"mtu {mtu} leaves no room for payload")
+    return room
+
+
 def encode_frame(image_rgb: np.ndarray, seq: int, timestamp_us: int, *, stream: int = 0, tile: int = 64,
                  codec: str = "jpeg", quality: int = 80, key: bytes | None = None, mtu: int = 1200,
                  scale: int = 1, lr: bool = False, tiles=None) -> list[bytes]:
     """Split a frame into independently decodable tiles and packets no larger than ``mtu`` bytes.
     ``lr=True`` marks a low-resolution frame that the receiver should upscale by ``scale``; ``tiles`` (indexes
     into ``codec.tile_grid``) sends only those tiles (conditional replenishment)."""
-    room = mtu - HEADER.size - CRC.size - (TAG_LEN if key else 0)
-    if room < 64:
-        raise ConfigError(f"mtu {mtu} leaves no room for payload")
+    room = payload_room(mtu, key)
     h, w = image_rgb.shape[:2]
     grid = tile_grid(h, w, tile)
     chosen = sorted(set(range(len(grid)) if tiles is None else tiles))
@@ -135,11 +141,6 @@ def encode_frame(image_rgb: np.ndarray, seq: int, timestamp_us: int, *, stream: 
                                             CODECS[codec], scale, f, len(chunks), FLAG_LR if lr else 0, chunk,
                                             len(chosen)), key))
     return out
-
-
-def payload_share(mtu: int, key: bytes | None = None) -> float:
-    """Share of a full packet that is payload (the rest: header, CRC, tag)."""
-    return (mtu - HEADER.size - CRC.size - (TAG_LEN if key else 0)) / mtu
 
 
 def nal_chunks(unit: bytes, room: int) -> list[bytes]:
@@ -161,9 +162,7 @@ def encode_unit(unit: bytes, size: tuple[int, int], seq: int, timestamp_us: int,
                 key: bytes | None = None, mtu: int = 1200, scale: int = 1, lr: bool = False) -> list[bytes]:
     """One H.264 access unit of a ``size`` = (w, h) frame -> packets no larger than ``mtu`` bytes: "tile" i is
     the i-th chunk of whole NAL units (``nal_chunks``); a NAL longer than a packet is fragmented."""
-    room = mtu - HEADER.size - CRC.size - (TAG_LEN if key else 0)
-    if room < 64:
-        raise ConfigError(f"mtu {mtu} leaves no room for payload")
+    room = payload_room(mtu, key)
     w, h = size
     chunks = [[c[k:k + room] for k in range(0, len(c), room)] or [b""] for c in nal_chunks(unit, room)]
     if len(chunks) > 4096 or max(map(len, chunks)) > 255:
@@ -240,7 +239,7 @@ class FrameAssembler:
         self.video: dict[int, object] = {}  # stream -> H264Decoder (edgesr.video), made on its first unit
         self.stats = {"frames": 0, "complete": 0, "partial": 0, "tiles_missing": 0, "duplicates": 0,
                       "late": 0, "bad_tiles": 0, "over_limit": 0, "no_picture": 0,
-                      "packets_expected": 0, "packets_received": 0}
+                      "no_decoder": 0, "packets_expected": 0, "packets_received": 0}
         self.last_over_limit: str | None = None
         self.last_error: str | None = None  # why the last undecodable tile or unit failed
 
@@ -368,8 +367,9 @@ class FrameAssembler:
                 dec = self.video[first.stream] = H264Decoder(self.limits.max_video_pixels)
             unit = b"".join(t["frags"][j] for t, ok in zip(chunks, whole) if ok for j in range(t["p"].nfrag))
             img = dec.decode(unit, (first.frame_w, first.frame_h)) if unit else None
-        except (ProtocolError, ConfigError) as e:  # ConfigError: no PyAV on this robot
+        except (ProtocolError, ConfigError) as e:
             self.stats["bad_tiles"] += 1
+            self.stats["no_decoder"] += isinstance(e, ConfigError)  # no PyAV on this robot
             self.last_error = str(e)
             if dec is not None and not dec.pictures:
                 return None  # joined mid-stream (no SPS/PPS yet): show nothing rather than black

@@ -105,9 +105,8 @@ class Receiver:
             return []
         self.recovery.data(raw)
         frames = self.assembler.add(p, time.monotonic())
-        err = self.assembler.last_error
-        if err and "PyAV" in err and not self.stats.get("no_h264"):  # H.264 arrives, this robot cannot decode it
-            log.warning("%s: %s", self.url, err)
+        if self.assembler.stats["no_decoder"] and not self.stats.get("no_h264"):  # H.264 arrives, and this
+            log.warning("%s: %s", self.url, self.assembler.last_error)              # robot cannot decode it
             self.stats["no_h264"] = 1
         return frames
 

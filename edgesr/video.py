@@ -52,9 +52,8 @@ def stream_bitrate(link_bps: float, mtu: int, key: bytes | None = None, fec: flo
     gets one at 25 %; 115.2 kbit/s, 5 fps went 4 % over without)."""
     import math
 
-    from .protocol import CRC, HEADER, TAG_LEN
-
     from .fec import parity_count
+    from .protocol import payload_room
 
     frame = link_bps * 0.93 / 8 / fps  # bytes per frame on the link
     if fec > 0:
@@ -62,7 +61,7 @@ def stream_bitrate(link_bps: float, mtu: int, key: bytes | None = None, fec: flo
         if parity_count(fec, math.ceil(frame / mtu)):  # frames of 1-2 packets get no parity at 25 %
             frame *= 0.95 / (1 + fec)
     k = max(1, math.ceil(frame / mtu))
-    return max(frame - k * (HEADER.size + CRC.size + (TAG_LEN if key else 0)), 64) * 8 * fps
+    return max(frame - k * (mtu - payload_room(mtu, key)), 64) * 8 * fps
 
 
 def refresh_for(fec: float) -> float:
@@ -89,7 +88,7 @@ class H264Stream:
         av = _av()
         if width < 16 or height < 16 or width % 2 or height % 2:
             raise ConfigError(f"H.264 needs an even frame size of at least 16x16, got {width}x{height}")
-        self.size, self.fps, self.bitrate = (width, height), fps, bitrate
+        self.size, self.fps = (width, height), fps
         self.name = _pick_encoder(av, encoder)
         try:
             ctx = self._open(av, self.name, width, height, fps, bitrate, refresh_s, preset, mtu)
@@ -147,6 +146,12 @@ class H264Stream:
         if self.decoder is not None and au:
             self.recon = self.decoder.decode(au, (w, h))
         return au
+
+
+def stream_for(current: "H264Stream | None", img: np.ndarray, **kw) -> "H264Stream":
+    """``current`` if it encodes frames of ``img``'s size, else a new stream (``kw``: H264Stream's options)."""
+    h, w = img.shape[:2]
+    return current if current is not None and current.size == (w, h) else H264Stream(w, h, **kw)
 
 
 class H264Decoder:

@@ -95,12 +95,11 @@ class Sink:
             key = unit is not None and self.chooser.video[mode].key
             self.stats.update(link=self.chooser.state())
         elif self.codec == "h264":
-            img = img[:img.shape[0] // 2 * 2, :img.shape[1] // 2 * 2]
-            if self.video is None or self.video.size != (img.shape[1], img.shape[0]):
-                from ..video import H264Stream, refresh_for
+            from ..video import refresh_for, stream_for
 
-                self.video = H264Stream(img.shape[1], img.shape[0], self.fps, self.video_bitrate(), mtu=self.mtu,
-                                        refresh_s=refresh_for(self.fec))
+            img = img[:img.shape[0] // 2 * 2, :img.shape[1] // 2 * 2]
+            self.video = stream_for(self.video, img, fps=self.fps, bitrate=self.video_bitrate(), mtu=self.mtu,
+                                    refresh_s=refresh_for(self.fec))
             unit = self.video.encode(img, f.timestamp_us // 1000)
             key = self.video.key
         if unit is not None:
