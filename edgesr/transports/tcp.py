@@ -87,10 +87,11 @@ class TCPSink(Sink):
 
     def send(self, f) -> bool:
         with self.lock:
-            clients = list(self.clients)
-        if not clients:
-            return False
+            if not self.clients:
+                return False
         pk = self.packets(f)
+        with self.lock:  # after encoding: a client that connected meanwhile asked for this unit to be an IDR
+            clients = list(self.clients)
         data = b"".join(frame_bytes(p) for p in pk)
         if not self.pace(len(data)):
             return False
