@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edgesr.codec import encode  # noqa: E402
 from edgesr.errors import ProtocolError  # noqa: E402
 from edgesr.framing import StreamDeframer  # noqa: E402
-from edgesr.protocol import FLAG_LR, Packet, decode_packet, encode_frame, encode_packet, encode_unit  # noqa: E402
+from edgesr.protocol import FLAG_LR, Packet, decode_packet, encode_frame, encode_packet  # noqa: E402
+from edgesr.video import encode_unit  # noqa: E402
 from edgesr.receiver import Receiver  # noqa: E402
 
 KEY = b"k" * 16

@@ -89,7 +89,8 @@ def kbps_of(stream, fps: float) -> float:
 def deliver(stream, loss: float, seed: int):
     """What the robot has after each frame (None before the first), losing packets with probability ``loss``;
     parity packets (edgesr.fec) rebuild lost ones as in the Receiver."""
-    rnd, asm, rec, shown, out = random.Random(seed), FrameAssembler(), Recovery(), None, []
+    rnd, rec, shown, out = random.Random(seed), Recovery(), None, []
+    asm = FrameAssembler(recovery=rec, hold_s=10.0)  # time here counts frames
     for k, pk in enumerate(stream):
         for raw in pk or []:
             if rnd.random() < loss:

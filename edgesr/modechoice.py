@@ -45,9 +45,12 @@ class ModeChooser:
     def __init__(self, upscaler, budget_bytes: float, codec: str = "webp", tile: int = 64, mtu: int = 1200,
                  every_s: float = 5.0, hysteresis_db: float = 0.3, video_hysteresis_db: float = 1.0,
                  scene_change: float = 12.0,
-                 modes=("hr", "lr"), fps: float = 2.0, video_bitrate: float = 0.0, refresh_s: float = 10.0):
+                 modes=("hr", "lr"), fps: float = 2.0, video_bitrate: float = 0.0, refresh_s: float = 10.0,
+                 video_mtu: int | None = None):
         """``budget_bytes``: one frame's share of the link (tiles); ``video_bitrate``: what the H.264 streams
-        may spend (bit/s, after headers and FEC); ``modes``: the candidates, a subset of MODES."""
+        may spend (bit/s, after headers and FEC), in packets of ``video_mtu``; ``modes``: the candidates, a
+        subset of MODES."""
+        self.video_mtu = video_mtu or mtu
         self.up, self.scale = upscaler, upscaler.scale
         self.budget, self.codec, self.tile, self.mtu = budget_bytes, codec, tile, mtu
         self.every_s, self.hysteresis_db, self.scene_change = every_s, hysteresis_db, scene_change
@@ -108,7 +111,7 @@ class ModeChooser:
         for m in (m for m in self.modes if m.startswith("h264")):
             img = self.image(hr, m)
             st = self.video[m] = stream_for(self.video.get(m), img, fps=self.fps, bitrate=self.video_bitrate,
-                                            local=True, mtu=self.mtu, refresh_s=self.refresh_s)
+                                            local=True, mtu=self.video_mtu, refresh_s=self.refresh_s)
             self.units[m] = st.encode(img, int(now * 1000))
         self.stats["video_ms"] = round(1000 * (time.perf_counter() - t0), 1)
 
@@ -155,8 +158,9 @@ def attach(sink, upscaler, modes) -> ModeChooser:
     """Give a budgeted sink of topology 'measured' its chooser (tiles in the sink's codec; H.264 after headers and
     the sink's FEC share)."""
     budget = sink.rate.frame_budget / (1 + sink.fec) / sink.overhead
-    from .video import refresh_for
+    from .video import REFRESH_S
 
     sink.chooser = ModeChooser(upscaler, budget, codec=sink.codec, tile=sink.tile, mtu=sink.mtu, modes=modes,
-                               fps=sink.fps, video_bitrate=sink.video_bitrate(), refresh_s=refresh_for(sink.fec))
+                               fps=sink.fps, video_bitrate=sink.video_bitrate(), refresh_s=REFRESH_S,
+                               video_mtu=sink.video_mtu)
     return sink.chooser

@@ -103,7 +103,7 @@ def decode_packet(data: bytes, key: bytes | None = None) -> Packet:
     if codec not in CODEC_NAMES and codec != H264:
         raise ProtocolError(f"unknown codec {codec}")
     if not (tc >= 1 and ti < tc and nfrag >= 1 and frag < nfrag and w and h and fw and fh
-            and x + w <= fw and y + h <= fh and 1 <= scale <= 8 and 1 <= sent <= tc):
+            and (codec == H264 or x + w <= fw and y + h <= fh) and 1 <= scale <= 8 and 1 <= sent <= tc):
         raise ProtocolError("inconsistent tile geometry")
     return Packet(stream, seq, ts, fw, fh, ti, tc, x, y, w, h, codec, scale, frag, nfrag, flags,
                   data[HEADER.size:HEADER.size + plen], sent)
@@ -141,35 +141,6 @@ def encode_frame(image_rgb: np.ndarray, seq: int, timestamp_us: int, *, stream: 
                                             CODECS[codec], scale, f, len(chunks), FLAG_LR if lr else 0, chunk,
                                             len(chosen)), key))
     return out
-
-
-def nal_chunks(unit: bytes, room: int) -> list[bytes]:
-    """An Annex B access unit -> chunks of whole NAL units (start codes kept), each at most ``room`` bytes where a
-    NAL allows it: the encoder's slices fit a packet, so a lost packet costs one slice."""
-    starts = [i for i in range(len(unit) - 2) if unit[i] == 0 and unit[i + 1] == 0 and unit[i + 2] == 1]
-    starts = [i - 1 if i and unit[i - 1] == 0 else i for i in starts] or [0]
-    nals = [unit[a:b] for a, b in zip([0] + starts[1:], starts[1:] + [len(unit)]) if b > a]
-    chunks: list[bytes] = []
-    for nal in nals:
-        if chunks and len(chunks[-1]) + len(nal) <= room:
-            chunks[-1] += nal
-        else:
-            chunks.append(nal)
-    return chunks or [b""]
-
-
-def encode_unit(unit: bytes, size: tuple[int, int], seq: int, timestamp_us: int, *, stream: int = 0,
-                key: bytes | None = None, mtu: int = 1200, scale: int = 1, lr: bool = False) -> list[bytes]:
-    """One H.264 access unit of a ``size`` = (w, h) frame -> packets no larger than ``mtu`` bytes: "tile" i is
-    the i-th chunk of whole NAL units (``nal_chunks``); a NAL longer than a packet is fragmented."""
-    room = payload_room(mtu, key)
-    w, h = size
-    chunks = [[c[k:k + room] for k in range(0, len(c), room)] or [b""] for c in nal_chunks(unit, room)]
-    if len(chunks) > 4096 or max(map(len, chunks)) > 255:
-        raise ConfigError(f"H.264 unit of {len(unit)} bytes needs too many packets; raise the mtu")
-    return [encode_packet(Packet(stream, seq, timestamp_us, w, h, i, len(chunks), 0, 0, w, h, H264, scale, f,
-                                 len(chunk), FLAG_LR if lr else 0, part, len(chunks)), key)
-            for i, chunk in enumerate(chunks) for f, part in enumerate(chunk)]
 
 
 # -- reassembly ------------------------------------------------------------------------------------------
@@ -230,8 +201,14 @@ def _newer(a: int, b: int) -> bool:
 class FrameAssembler:
     """Packets (any order, duplicates, losses) -> frames in sequence order, with memory bounded by ``limits``."""
 
-    def __init__(self, max_pending: int | None = None, fill_missing: bool = True, limits: Limits | None = None):
+    def __init__(self, max_pending: int | None = None, fill_missing: bool = True, limits: Limits | None = None,
+                 recovery=None, hold_s: float = 5.0):
+        """``recovery``: the receiver's edgesr.fec.Recovery; while it says parity may still come for an incomplete
+        H.264 unit, that unit and the ones after it wait (at most MAX_SPAN frames or ``hold_s`` seconds), so the
+        decoder gets it whole instead of carrying a concealed error until the refresh sweep."""
         self.limits = limits or Limits()
+        self.recovery, self.hold_s = recovery, hold_s
+        self.held: dict[int, list[dict]] = {}  # stream -> H.264 frames waiting for FEC, oldest first
         self.max_pending, self.fill_missing = max_pending or self.limits.max_pending, fill_missing
         self.pending: dict[tuple[int, int], dict] = {}
         self.last_emitted: dict[int, int] = {}
@@ -239,7 +216,7 @@ class FrameAssembler:
         self.video: dict[int, object] = {}  # stream -> H264Decoder (edgesr.video), made on its first unit
         self.stats = {"frames": 0, "complete": 0, "partial": 0, "tiles_missing": 0, "duplicates": 0,
                       "late": 0, "bad_tiles": 0, "over_limit": 0, "no_picture": 0,
-                      "no_decoder": 0, "packets_expected": 0, "packets_received": 0}
+                      "no_decoder": 0, "packets_expected": 0, "packets_received": 0, "waited": 0}
         self.last_over_limit: str | None = None
         self.last_error: str | None = None  # why the last undecodable tile or unit failed
 
@@ -255,32 +232,47 @@ class FrameAssembler:
         if p.stream not in self.last_emitted and len(self.last_emitted) >= self.limits.max_streams \
                 and not any(k[0] == p.stream for k in self.pending):
             return self._over(f"stream {p.stream}: more than {self.limits.max_streams} streams")
+        held = next((f for f in self.held.get(p.stream, ()) if f["seq"] == p.seq), None)
+        if held is not None:  # a packet FEC rebuilt for a unit that waits for it
+            return self._drain(p.stream, now) if self._place(held, p, now) else []
         last = self.last_emitted.get(p.stream)
         if last is not None and not _newer(p.seq, last):
             self.stats["late"] += 1
             return []
-        f = self.pending.setdefault((p.stream, p.seq), {"first": p, "tiles": {}, "arrived": now, "bytes": 0})
-        f["last"] = now
-        first = f["first"]
-        if (p.frame_w, p.frame_h, p.tile_count, p.scale, p.flags & FLAG_LR, p.sent) != \
-                (first.frame_w, first.frame_h, first.tile_count, first.scale, first.flags & FLAG_LR, first.sent):
-            self.stats["bad_tiles"] += 1
+        f = self.pending.setdefault((p.stream, p.seq), {"first": p, "seq": p.seq, "tiles": {}, "arrived": now,
+                                                        "bytes": 0})
+        if not self._place(f, p, now):
             return []
-        if f["bytes"] + len(p.payload) > self.limits.max_frame_bytes:
-            return self._over(f"frame {p.seq} over {self.limits.max_frame_bytes} bytes in assembly")
-        frags = f["tiles"].setdefault(p.tile_index, {"p": p, "frags": {}})
-        if p.frag in frags["frags"] or p.nfrag != frags["p"].nfrag or \
-                (frags["p"].x, frags["p"].y, frags["p"].w, frags["p"].h) != (p.x, p.y, p.w, p.h):
-            self.stats["duplicates"] += 1
-            return []
-        frags["frags"][p.frag] = p.payload
-        f["bytes"] += len(p.payload)
         out = []
-        if len(f["tiles"]) == first.sent and all(len(t["frags"]) == t["p"].nfrag for t in f["tiles"].values()):
+        if self._complete(f):
             out += self._emit_until(p.stream, p.seq, now)
         while len(self.pending) > self.max_pending:
             out += self._emit(min(self.pending, key=lambda k: self.pending[k]["arrived"]), now)
         return out
+
+    def _place(self, f: dict, p: Packet, now: float) -> bool:
+        """Put packet ``p`` into frame ``f`` (False: it does not belong there, counted)."""
+        f["last"] = now
+        first = f["first"] = f["first"] or p  # a unit lost whole waits as a placeholder without packets
+        if (p.frame_w, p.frame_h, p.tile_count, p.scale, p.flags & FLAG_LR, p.sent) != \
+                (first.frame_w, first.frame_h, first.tile_count, first.scale, first.flags & FLAG_LR, first.sent):
+            self.stats["bad_tiles"] += 1
+            return False
+        if f["bytes"] + len(p.payload) > self.limits.max_frame_bytes:
+            self._over(f"frame {p.seq} over {self.limits.max_frame_bytes} bytes in assembly")
+            return False
+        frags = f["tiles"].setdefault(p.tile_index, {"p": p, "frags": {}})
+        if p.frag in frags["frags"] or p.nfrag != frags["p"].nfrag or \
+                (frags["p"].x, frags["p"].y, frags["p"].w, frags["p"].h) != (p.x, p.y, p.w, p.h):
+            self.stats["duplicates"] += 1
+            return False
+        frags["frags"][p.frag] = p.payload
+        f["bytes"] += len(p.payload)
+        return True
+
+    @staticmethod
+    def _complete(f: dict) -> bool:
+        return f["first"] is not None and len(f["tiles"]) == f["first"].sent and all(len(t["frags"]) == t["p"].nfrag for t in f["tiles"].values())
 
     def expire(self, now: float, max_age: float) -> list[Frame]:
         """Emit (as partial) frames that got no packet for ``max_age`` seconds. Idle time, not age: on a thin
@@ -290,6 +282,8 @@ class FrameAssembler:
                         key=lambda k: self.pending[k]["arrived"]):
             if k in self.pending:
                 out += self._emit(k, now)
+        for stream in [s for s, q in self.held.items() if now - q[0]["last"] > self.hold_s]:
+            out += self._drain(stream, now, give_up=True)  # the link went quiet: no parity is coming
         return out
 
     def _emit_until(self, stream: int, seq: int, now: float) -> list[Frame]:
@@ -305,6 +299,41 @@ class FrameAssembler:
         if last is not None and not _newer(first.seq, last):
             self.stats["late"] += 1
             return []
+        if first.codec == H264 and self.recovery is not None and self.recovery.protects(stream, first.seq):
+            prev = (first.seq - first.x) & 0xFFFFFFFF  # the unit sent before this one (x: its distance)
+            whole = first.x and last is not None and _newer(prev, last)  # lost whole: nothing of it arrived
+            if self.held.get(stream) or whole or not self._complete(f):
+                q = self.held.setdefault(stream, [])
+                if whole:
+                    q.append({"first": None, "seq": prev, "tiles": {}, "bytes": 0, "last": now})
+                q.append(f)
+                self.stats["waited"] += int(bool(whole)) + (not self._complete(f))
+                self.last_emitted[stream] = first.seq
+                return self._drain(stream, now)
+        elif self.held.get(stream):
+            self.held[stream].append(f)
+            return self._drain(stream, now)
+        return self._show(f, now)
+
+    def _drain(self, stream: int, now: float, give_up: bool = False) -> list[Frame]:
+        """Decode the waiting H.264 units of ``stream`` in order, up to one that is incomplete while its parity may
+        still come (a parity block covers MAX_SPAN frames at most)."""
+        from .fec import MAX_SPAN
+
+        q, out = self.held.get(stream, []), []
+        while q:
+            if not give_up and not self._complete(q[0]) and ((q[-1]["seq"] - q[0]["seq"]) & 0xFFFFFFFF) < MAX_SPAN \
+                    and not self.recovery.hopeless(stream, q[0]["seq"], q[-1]["seq"]):
+                break
+            f = q.pop(0)
+            out += self._show(f, now) if f["first"] is not None else []  # lost whole: the decoder goes on without
+        if not q:
+            self.held.pop(stream, None)
+        return out
+
+    def _show(self, f: dict, now: float) -> list[Frame]:
+        first = f["first"]
+        stream = first.stream
         known = [t["p"].nfrag for t in f["tiles"].values()]  # packets of a tile that never arrived: the mean
         self.stats["packets_expected"] += sum(known) + round((first.sent - len(known)) * sum(known) / len(known))
         self.stats["packets_received"] += sum(len(t["frags"]) for t in f["tiles"].values())
@@ -313,15 +342,16 @@ class FrameAssembler:
         canvas = prev.copy() if self.fill_missing and prev is not None and prev.shape == shape \
             else np.zeros(shape, np.uint8)
         missing = self._video(f, canvas) if first.codec == H264 else self._tiles(f, canvas)
-        if missing is None:  # an H.264 unit that shows no picture yet (joined mid-stream): nothing to show
+        last = self.last_emitted.get(stream)
+        if last is None or _newer(first.seq, last):
             self.last_emitted[stream] = first.seq
+        if missing is None:  # an H.264 unit that shows no picture yet (joined mid-stream): nothing to show
             self.stats["no_picture"] += 1
             return []
         lost = first.sent - (first.tile_count - len(missing))  # tiles sent but not here (replenished frames
         if lost <= 0:                                           # leave the unsent ones from the previous frame)
             missing = []
         self.previous[stream] = canvas
-        self.last_emitted[stream] = first.seq
         self.stats["frames"] += 1
         self.stats["complete" if not missing else "partial"] += 1
         self.stats["tiles_missing"] += max(0, lost)

@@ -28,8 +28,8 @@ class Receiver:
         self.scheme = self.endpoint.scheme
         self.reader = None if self.scheme == "http" else open_reader(self.endpoint)
         self.limits = limits or Limits()
-        self.assembler = FrameAssembler(limits=self.limits)
         self.recovery = Recovery(max_bytes=self.limits.max_frame_bytes)  # parity packets (edgesr.fec), if sent
+        self.assembler = FrameAssembler(limits=self.limits, recovery=self.recovery)
         self.engines: dict[int, object] = {}
         self.stats = {"packets": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0, "skipped": 0,
                       "upscale_errors": 0}

@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgesr.fec import HEAD, MAGIC, Recovery, is_parity, protect
+from edgesr.fec import HEAD, MAGIC, VERSION, Recovery, is_parity, protect
 from edgesr.protocol import FrameAssembler, decode_packet, encode_frame
 
 KEY = b"k" * 16
@@ -57,17 +57,17 @@ def test_a_corrupted_packet_is_an_erasure(photo):
 
 @settings(max_examples=400, deadline=None)
 @given(k=st.integers(0, 255), n=st.integers(0, 255), i=st.integers(0, 255), lengths=st.lists(st.integers(0, 65535),
-       max_size=40), block=st.binary(max_size=300), seq=st.integers(0, 2**32 - 1))
-def test_parity_fuzz_with_valid_crc(k, n, i, lengths, block, seq):
+       max_size=40), block=st.binary(max_size=300), seq=st.integers(0, 2**32 - 1), span=st.integers(0, 255))
+def test_parity_fuzz_with_valid_crc(k, n, i, lengths, block, seq, span):
     """Structurally valid parity packets (right CRC) with arbitrary fields: rejected or ignored, never a crash,
     never more than the bounds."""
     entries = b"".join(struct.pack("!HI", v, random.getrandbits(32)) for v in lengths)
-    body = HEAD.pack(MAGIC, 1, 0, seq, k, n, i) + entries + block
+    body = HEAD.pack(MAGIC, VERSION, 0, seq, k, n, i, span) + entries + block
     raw = body + struct.pack("!I", zlib.crc32(body))
     rec = Recovery(max_bytes=1 << 16)
     for _ in range(2):
         assert rec.parity(raw) == [] or all(isinstance(p, bytes) for p in rec.parity(raw))
-    assert len(rec.groups) <= rec.max_groups
+    assert len(rec.groups) <= rec.max_groups and len(rec.covers) <= rec.max_groups * 4
 
 
 def test_reed_solomon_inside_serial_frames_survives_byte_corruption(photo):

@@ -14,9 +14,9 @@ from edgesr.errors import ConfigError
 from edgesr.fec import Recovery, is_parity
 from edgesr.metrics import psnr_y
 from edgesr.modechoice import MODES, attach
-from edgesr.protocol import H264, FrameAssembler, Limits, decode_packet, encode_unit
-from edgesr.transports.base import Sink
-from edgesr.video import H264Stream
+from edgesr.protocol import H264, FrameAssembler, Limits, decode_packet
+from edgesr.transports.base import OutFrame, Sink
+from edgesr.video import H264Stream, encode_unit
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import video_study  # noqa: E402
@@ -36,7 +36,8 @@ def stream(frames, fps=2.0, **kw):
 
 def deliver(packets, drop=lambda k, i, raw: False, limits=None):
     """Frames at the robot: packets through FEC recovery and the assembler, dropping those ``drop`` says."""
-    asm, rec, out = FrameAssembler(limits=limits), Recovery(), []
+    rec, out = Recovery(), []
+    asm = FrameAssembler(limits=limits, recovery=rec, hold_s=10.0)  # time here counts frames
     for k, pk in enumerate(packets):
         for i, raw in enumerate(pk or []):  # None: a frame that did not fit the budget
             if drop(k, i, raw):
@@ -78,7 +79,7 @@ def test_a_lost_packet_costs_one_slice_and_fec_rebuilds_it(clip):
 
 
 def test_slices_fit_packets(clip):
-    from edgesr.protocol import nal_chunks
+    from edgesr.video import nal_chunks
 
     unit = H264Stream(768, 432, 2.0, 400000, mtu=600).encode(clip[0])
     chunks = nal_chunks(unit, 600 - 46)
@@ -248,3 +249,77 @@ def test_a_tcp_client_that_connects_late_gets_a_picture_at_once():
         pipe.stop()
         first.close()
     assert len(got_first) > 10 and len(frames) == 3 and waited < 3.0 and frames[0].codec == "h264"
+
+
+def test_fec_across_frames_rebuilds_a_unit_lost_whole_and_the_stream_stays_exact(clip):
+    """On a thin link a frame is one packet: parity spans frames (edgesr.fec.Protector), and the robot's decoder
+    waits for the rebuilt unit instead of going on without it (which leaves an error until the refresh sweep)."""
+    frames = clip[:16]
+    clean, _ = deliver(stream(frames, bitrate=19200, fec=0.25))
+    packets = stream(frames, bitrate=19200, fec=0.25)
+    k = next(k for k in range(4, 12) if len(packets[k]) == 1)  # a one-packet frame, without parity of its own
+    whole = lambda j, i, raw: j == k and i == 0  # the frame is lost whole: the robot never hears of it
+    got, asm = deliver(packets, whole)
+    assert asm.stats["waited"] >= 1 and [f.seq for f in got] == [f.seq for f in clean]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(got, clean))  # bit-exact: nothing concealed
+    plain = stream(frames, bitrate=19200)  # the same loss without FEC: the frames after it carry the error
+    ref, _ = deliver(plain)
+    lost, _ = deliver(plain, whole)
+    assert any(not np.array_equal(a.image, b.image) for a, b in zip(lost[k:], ref[k + 1:]))
+
+
+def test_the_robot_waits_only_while_parity_can_still_help(clip):
+    frames = clip[:16]
+    packets = stream(frames, bitrate=19200, fec=0.25)
+    assert sum(1 for pk in packets for p in pk if is_parity(p)) < sum(len(pk) for pk in packets) * 0.45
+    # units of one parity block lost whole, more packets than its parity rebuilds: the robot goes on (in order)
+    ends = [k for k, pk in enumerate(packets) if any(is_parity(p) for p in pk)]  # frames that close a block
+    start, end = next((a + 1, b) for a, b in zip(ends, ends[1:]) if b - a >= 3 and a >= 2)
+    parity = sum(map(is_parity, packets[end]))
+    ks, n = [], 0
+    for k in range(start, end + 1):
+        if n <= parity:
+            ks.append(k)
+            n += sum(not is_parity(p) for p in packets[k])
+    assert n > parity and len(ks) < end + 1 - start + 1
+    got, asm = deliver(packets, lambda j, i, raw: j in ks and not is_parity(raw))
+    assert [f.seq for f in got] == [s for s in range(1, 17) if s - 1 not in ks]  # every other frame, in order
+    # frames the device never sent (the sink skipped them: seq gaps) are not waited for: each frame is shown
+    # when its own packets are here
+    sink = Sink("test", topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=19200, fec=0.25)
+    rec = Recovery()
+    asm = FrameAssembler(recovery=rec, hold_s=10.0)
+    for seq in (1, 2, 3, 5, 6, 9, 10, 11, 14):
+        shown = []
+        for raw in sink.packets(OutFrame(seq, int(seq * 5e5), frames[seq], None, 1, 0.0)):
+            for p in rec.parity(raw) if is_parity(raw) else [raw]:
+                rec.data(p)
+                shown += asm.add(decode_packet(p), now=seq)
+        assert [f.seq for f in shown] == [seq]
+
+
+def test_hostile_gaps_and_parity_never_hold_more_than_a_block(clip):
+    """Structurally valid H.264 packets (right CRC) with random sequence numbers, gaps and parity claims: the
+    units that wait for FEC stay bounded and are all released."""
+    from edgesr.fec import MAX_SPAN, protect
+
+    rnd = random.Random(11)
+    small = H264Stream(64, 48, 2.0, 50000)
+    units = [small.encode(np.ascontiguousarray(f[:48, :64])) for f in clip[:12]]
+    rec = Recovery()
+    asm = FrameAssembler(recovery=rec, hold_s=3.0)
+    for t in range(400):
+        seq = rnd.choice([t, t + rnd.randint(-20, 20), rnd.getrandbits(32)]) & 0xFFFFFFFF
+        pk = encode_unit(units[t % len(units)], (64, 48), seq, 0, gap=rnd.randint(0, 70000), mtu=rnd.randint(120, 400))
+        if rnd.random() < 0.3:
+            pk = protect(pk, rnd.randint(1, 3)) + pk[:rnd.randint(0, len(pk))]
+        for raw in pk:
+            if rnd.random() < 0.2:
+                continue
+            for p in rec.parity(raw) if is_parity(raw) else [raw]:
+                rec.data(p)
+                asm.add(decode_packet(p), now=t * 0.1)
+        assert sum(map(len, asm.held.values())) <= 2 * (MAX_SPAN + 2)
+        asm.expire(now=t * 0.1, max_age=0.5)
+    asm.expire(now=1e6, max_age=0.5)
+    assert not asm.held and rec.stats["parity"] > 0 and asm.stats["waited"] > 0

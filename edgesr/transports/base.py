@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
-from ..protocol import encode_frame, encode_unit
+from ..protocol import encode_frame
+from ..video import encode_unit
 from ..ratecontrol import RateController
 from ..slot import Slot, consume
 
@@ -54,7 +55,7 @@ class Sink:
         self.overhead = 1.0  # link bytes per packet byte (serial with rs=: Reed-Solomon)
         self.thread = threading.Thread(target=self._loop, name=f"sink {self.url}", daemon=True)
         self.chooser = None  # set for topology 'measured' (service.build)
-        self.fec = fec  # parity packets per frame = round(fec * data packets) (edgesr.fec.parity_count)
+        self.fec, self.protector, self.last_unit = fec, None, None  # parity packets per data packet (edgesr.fec.Protector)
         self.replenisher = None
         if replenish > 0:  # conditional replenishment (edgesr.replenish): changed tiles + `refresh` stale ones
             from ..replenish import Replenisher
@@ -95,16 +96,17 @@ class Sink:
             key = unit is not None and self.chooser.video[mode].key
             self.stats.update(link=self.chooser.state())
         elif self.codec == "h264":
-            from ..video import refresh_for, stream_for
+            from ..video import REFRESH_S, stream_for
 
             img = img[:img.shape[0] // 2 * 2, :img.shape[1] // 2 * 2]
-            self.video = stream_for(self.video, img, fps=self.fps, bitrate=self.video_bitrate(), mtu=self.mtu,
-                                    refresh_s=refresh_for(self.fec))
+            self.video = stream_for(self.video, img, fps=self.fps, bitrate=self.video_bitrate(), mtu=self.video_mtu,
+                                    refresh_s=REFRESH_S)
             unit = self.video.encode(img, f.timestamp_us // 1000)
             key = self.video.key
         if unit is not None:
+            gap = (f.seq - self.last_unit) & 0xFFFFFFFF if self.last_unit is not None else 0
             pk = encode_unit(unit, (img.shape[1], img.shape[0]), f.seq, f.timestamp_us, stream=self.stream,
-                             key=self.key, mtu=self.mtu, scale=f.scale if lr else 1, lr=lr)
+                             key=self.key, mtu=self.video_mtu, scale=f.scale if lr else 1, lr=lr, gap=gap)
         else:
             tiles = self.replenisher.select(img) if self.replenisher else None
             pk = encode_frame(img, f.seq, f.timestamp_us, stream=self.stream, tile=self.tile, codec=self.codec,
@@ -113,10 +115,12 @@ class Sink:
                 self.replenisher.sent(img, tiles)
             if self.rate:
                 self.rate.update(sum(map(len, pk)))
-        if self.fec:
-            from ..fec import parity_count, protect
-            # an H.264 IDR or refresh start (SPS/PPS; losing it costs a sweep) always gets one parity packet
-            pk = pk + protect(pk, max(parity_count(self.fec, len(pk)), int(unit is not None and key)))
+        self.last_unit = f.seq if unit is not None else None  # H.264: the previous unit's seq (a robot's gap check)
+        if self.fec:  # parity across this frame's packets, or across a few frames on a thin link
+            if self.protector is None:
+                from ..fec import Protector
+                self.protector = Protector(self.fec, max_frames=max(2, int(2 * self.fps)))  # <= 2 s a block
+            pk = pk + self.protector.add(pk, key=unit is not None and key, alone=unit is None)
         return pk
 
     def key_next(self) -> None:
@@ -133,7 +137,14 @@ class Sink:
 
         if not self.rate:
             return 4e6
-        return stream_bitrate(self.rate.bitrate / self.overhead, self.mtu, self.key, self.fec, self.fps)
+        return stream_bitrate(self.rate.bitrate / self.overhead, self.video_mtu, self.key, self.fec, self.fps)
+
+    @property
+    def video_mtu(self) -> int:
+        """Packet size of H.264 units (smaller than ``mtu`` with FEC: edgesr.video.packet_size)."""
+        from ..video import packet_size
+
+        return packet_size(self.mtu, self.fec)
 
     def _loop(self) -> None:
         consume(self.slot, self._send_one, self.stop)
