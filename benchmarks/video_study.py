@@ -21,7 +21,8 @@ import h264
 from edgesr.fec import Recovery, is_parity, parity_share
 from edgesr.metrics import psnr_y
 from edgesr.modechoice import MODES, attach, downscale
-from edgesr.protocol import FrameAssembler, decode_packet
+from edgesr.assembly import FrameAssembler
+from edgesr.protocol import decode_packet
 from edgesr.ratecontrol import fit_quality
 from edgesr.replenish import Replenisher
 from edgesr.transports.base import OutFrame, Sink

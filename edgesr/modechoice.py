@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from .metrics import psnr_y
-from .protocol import FrameAssembler, decode_packet
+from .assembly import FrameAssembler
+from .protocol import decode_packet
 from .ratecontrol import fit_quality
 
 
@@ -56,9 +57,11 @@ class ModeChooser:
         self.every_s, self.hysteresis_db, self.scene_change = every_s, hysteresis_db, scene_change
         self.video_hysteresis_db = video_hysteresis_db
         self.modes, self.fps, self.video_bitrate, self.refresh_s = tuple(modes), fps, video_bitrate, refresh_s
-        # with H.264 candidates nothing is sent (mode None) until the first choice, after a 2 s warm-up
+        # with H.264 candidates the first choice comes after a 2 s warm-up; until then a provisional H.264 mode
+        # is sent from its first unit (an IDR), so the robot has pictures at once
         self.mode = None if any(m.startswith("h264") for m in self.modes) else "lr" if "lr" in self.modes \
             else self.modes[-1]
+        self.provisional = self.mode is None
         self.db, self.last_t, self.thumb, self.fresh = {m: None for m in self.modes}, None, None, False
         self.video: dict = {}   # mode -> H264Stream (made on the first frame)
         self.units: dict = {}   # mode -> this frame's H.264 unit
@@ -116,10 +119,12 @@ class ModeChooser:
         self.stats["video_ms"] = round(1000 * (time.perf_counter() - t0), 1)
 
     def choose(self, hr: np.ndarray, now: float | None = None) -> str | None:
-        """The mode for this frame, one of ``modes`` (measuring first when due; None: warming up, send nothing);
-        H.264 units in ``units``. Entering an H.264 mode takes effect at the next frame, whose unit is an IDR."""
+        """The mode for this frame, one of ``modes`` (measuring first when due); H.264 units in ``units``. Entering an H.264 mode takes effect at the next frame, whose unit is an IDR."""
         now = time.monotonic() if now is None else now
-        self.start_t = now if self.start_t is None else self.start_t
+        if self.start_t is None:
+            self.start_t = now
+            if self.provisional:  # H.264 HR: where the video study measured H.264 LR better, leaving for it
+                self.mode = "h264_hr" if "h264_hr" in self.modes else "h264_lr"  # costs a small (LR) IDR
         if self.pending:
             self.mode, self.pending = self.pending, None
         self._encode(hr, now)
@@ -133,12 +138,13 @@ class ModeChooser:
             self.stats["measurements"] += 1
             self.last_t, self.thumb = now, self._thumb(hr)
             scored = [(db, m) for m, db in self.db.items() if db is not None]
-            cur = self.db.get(self.mode) if self.mode else None
-            if scored and self.mode is None and any(m in self.video for _, m in scored):
+            cur = self.db.get(self.mode) if self.mode and not self.provisional else None
+            if scored and self.provisional and any(m in self.video for _, m in scored):
                 # the first choice: an H.264 score right after its IDR is still rising, and leaving H.264 later
                 # costs nothing while entering it costs an IDR, so tiles must win it by video_hysteresis_db
                 scored = [(db + (self.video_hysteresis_db if m in self.video else 0.0), m) for db, m in scored]
             if scored:
+                self.provisional = False
                 db, best = max(scored)
                 margin = self.video_hysteresis_db if "h264" in best + str(self.mode) else self.hysteresis_db
                 if best != self.mode and (cur is None or db > cur + margin):

@@ -8,7 +8,8 @@ import numpy as np
 
 from .errors import EdgeSRError, ProtocolError
 from .fec import Recovery, is_parity
-from .protocol import AuthError, Frame, FrameAssembler, Limits, decode_packet
+from .assembly import Frame, FrameAssembler, Limits
+from .protocol import AuthError, decode_packet
 from .transports import open_reader, parse_url
 
 log = logging.getLogger("edgesr.receiver")

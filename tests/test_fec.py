@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgesr.fec import HEAD, MAGIC, VERSION, Recovery, is_parity, protect
-from edgesr.protocol import FrameAssembler, decode_packet, encode_frame
+from edgesr.assembly import FrameAssembler
+from edgesr.protocol import decode_packet, encode_frame
 
 KEY = b"k" * 16
 

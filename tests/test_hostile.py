@@ -19,7 +19,8 @@ from conftest import FIX, ROOT, run_cli
 from edgesr.errors import ConfigError, ModelError, ProtocolError
 from edgesr.imageio import read_rgb, write_rgb
 from edgesr.linksim import free_port
-from edgesr.protocol import FLAG_LR, Limits, Packet, decode_packet, encode_frame, encode_packet
+from edgesr.assembly import Limits
+from edgesr.protocol import FLAG_LR, Packet, decode_packet, encode_frame, encode_packet
 
 SAMPLE = ROOT / "edgesr" / "samples" / "nature_160x120.png"
 TINY = FIX / "tiny_x2_float32.tflite"
@@ -89,7 +90,7 @@ u16 = st.integers(0, 65535)
 def test_structure_aware_fuzz(fw, fh, tc, ti, x, y, w, h, codec, scale, frag, nfrag, lr, stream, payload, keyed):
     """Packets with a valid CRC and HMAC and arbitrary header fields: only ProtocolError, bounded memory."""
     from edgesr.codec import encode
-    from edgesr.protocol import FrameAssembler
+    from edgesr.assembly import FrameAssembler
 
     img = encode(np.full((max(1, min(h, 64)), max(1, min(w, 64)), 3), 100, np.uint8), "jpeg", 80)
     body = {"noise": bytes(range(200)), "image": img, "header": img[:30] + b"\0" * 30}[payload]

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from edgesr.errors import ProtocolError
 from edgesr.framing import StreamDeframer, frame_bytes
-from edgesr.protocol import HEADER, AuthError, FrameAssembler, decode_packet, encode_frame
+from edgesr.assembly import FrameAssembler
+from edgesr.protocol import HEADER, AuthError, decode_packet, encode_frame
 from edgesr.metrics import psnr_y
 
 

@@ -212,7 +212,8 @@ def test_serve_process_sigterm_is_clean_and_tcp_frames_complete(tmp_path):
 def test_conditional_replenishment_sends_changed_tiles_only(photo):
     """A static scene with one moving patch: after the first frame only the changed tiles (+ the refresh) go out,
     and the robot's frames equal what a full send would give."""
-    from edgesr.protocol import FrameAssembler, decode_packet
+    from edgesr.assembly import FrameAssembler
+    from edgesr.protocol import decode_packet
     from edgesr.transports.base import OutFrame, Sink
 
     base = np.ascontiguousarray(photo[:128, :192])

@@ -87,8 +87,6 @@ class Sink:
         if self.chooser is not None:
             n = self.chooser.stats["measurements"]
             mode = self.chooser.choose(f.lr, now=f.timestamp_us / 1e6)
-            if mode is None:  # H.264 streams warming up before the first choice: nothing to send yet
-                return []
             if self.chooser.stats["measurements"] != n and mode in self.chooser.quality:
                 self.rate.quality = q = self.chooser.quality[mode]  # what fitted the budget just now
             lr, img = mode.endswith("lr"), self.chooser.image(f.lr, mode)
