@@ -25,6 +25,7 @@ from edgesr.codec import encode  # noqa: E402
 from edgesr.errors import ProtocolError  # noqa: E402
 from edgesr.framing import StreamDeframer  # noqa: E402
 from edgesr.protocol import FLAG_LR, Packet, decode_packet, encode_frame, encode_packet  # noqa: E402
+from edgesr.fec import is_parity, protect  # noqa: E402
 from edgesr.video import encode_unit  # noqa: E402
 from edgesr.receiver import Receiver  # noqa: E402
 
@@ -77,11 +78,13 @@ def main() -> None:
         (counted, not fatal)."""
         try:
             for raw in packets:
-                p = decode_packet(raw, key=None)
-                counts["decoded"] += 1
-                for f in rx.assembler.add(p, now=i * 1e-3):
-                    rx._finish(f)
-                    counts["frames"] += 1
+                for data in rx.recovery.parity(raw) if is_parity(raw) else [raw]:  # FEC parity (valid or not)
+                    p = decode_packet(data, key=None)
+                    rx.recovery.data(data)
+                    counts["decoded"] += 1
+                    for f in rx.assembler.add(p, now=i * 1e-3):
+                        rx._finish(f)
+                        counts["frames"] += 1
         except ProtocolError:
             counts["rejected"] += 1
         except Exception as e:  # noqa: BLE001
@@ -96,8 +99,12 @@ def main() -> None:
                 u[rnd.randrange(len(u))] = rnd.randrange(256)
             size = rnd.choice([(64, 48), (64, 48), (32, 24), (640, 480), (rnd.randrange(1, 4000), rnd.randrange(1, 4000))])
             counts["h264"] += 1
-            receive(encode_unit(bytes(u), size, i, 0, stream=rnd.randrange(4), lr=rnd.random() < 0.3,
-                                scale=rnd.choice([1, 2, 4])), i, "h264 ")
+            pk = encode_unit(bytes(u), size, i, 0, stream=rnd.randrange(4), lr=rnd.random() < 0.3,
+                             scale=rnd.choice([1, 2, 4]), gap=rnd.choice([0, 1, 1, 2, rnd.randrange(70000)]),
+                             mtu=rnd.choice([300, 700, 1200]))
+            if rnd.random() < 0.3:  # with valid parity (the robot then holds incomplete units), some packets lost
+                pk = [q for q in pk if rnd.random() > 0.2] + protect(pk, rnd.randint(1, 3))
+            receive(pk, i, "h264 ")
             continue
         if i % 4:
             data = random_packet(rnd, images)

@@ -25,6 +25,7 @@ def encode(frames: list[np.ndarray], fps: float, bitrate: float) -> list[bytes]:
     ctx.time_base = Fraction(1, 1000)
     ctx.framerate = Fraction(fps).limit_denominator(1000)
     ctx.bit_rate = int(bitrate)
+    ctx.thread_count = 1  # deterministic (frame threads moved the anchor by up to 0.1 dB between runs)
     kbps = max(1, int(bitrate / 1000))
     keyint = max(1, int(round(4 * fps)))
     ctx.options = {"preset": "veryfast", "tune": "zerolatency",

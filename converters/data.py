@@ -41,16 +41,37 @@ def _cache_path(files, scale, patch, per_image, seed, cache_dir, lr_codec=None, 
 
 def parse_lr_codec(spec: str | None):
     """'webp:30-90' -> ('webp', 30, 90): LR patches go through that codec at a random quality in the range (the
-    robot upscales decoded, compressed LR frames; README, the link study on video)."""
+    robot upscales decoded, compressed LR frames; README, the link study on video). 'h264:20-34': an H.264 intra
+    picture at a random QP (lower is better) in the range, through libx264 (PyAV, the `video` extra)."""
     if not spec:
         return None
     try:
         codec, q = spec.split(":")
         lo, hi = (int(v) for v in q.split("-"))
-        assert codec in ("jpeg", "webp") and 1 <= lo <= hi <= 100
+        assert codec in ("jpeg", "webp") and 1 <= lo <= hi <= 100 or codec == "h264" and 0 <= lo <= hi <= 51
         return codec, lo, hi
     except (ValueError, AssertionError):
-        raise DataError(f"--lr-codec {spec!r}: expected jpeg|webp:LO-HI, e.g. webp:30-90") from None
+        raise DataError(f"--lr-codec {spec!r}: expected jpeg|webp:LO-HI (quality 1-100) or h264:LO-HI (QP 0-51), "
+                        "e.g. webp:30-90") from None
+
+
+def through_codec(patch: np.ndarray, codec: str, q: int) -> np.ndarray:
+    """``patch`` (uint8 RGB, even sides for h264) as the robot decodes it after ``codec`` at quality/QP ``q``."""
+    if codec != "h264":
+        from edgesr.codec import decode, encode
+        return decode(encode(patch, codec, q))
+    from fractions import Fraction
+
+    from edgesr.video import _av
+
+    av = _av()
+    enc = av.CodecContext.create("libx264", "w")
+    enc.width, enc.height, enc.pix_fmt, enc.time_base = patch.shape[1], patch.shape[0], "yuv420p", Fraction(1, 25)
+    enc.options = {"preset": "veryfast", "tune": "zerolatency", "x264-params": f"qp={q}"}
+    units = enc.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(patch), format="rgb24")) + enc.encode(None)
+    dec = av.CodecContext.create("h264", "r")
+    pics = [f for u in units for f in dec.decode(u)] + list(dec.decode(None))
+    return pics[-1].to_ndarray(format="rgb24")
 
 
 def make_patches(folders, scale: int, patch: int = 32, per_image: int = 16, seed: int = 0,
@@ -89,8 +110,7 @@ def make_patches(folders, scale: int, patch: int = 32, per_image: int = 16, seed
         for y, x in zip(ys, xs):
             p = lr[y:y + patch, x:x + patch]
             if codec:
-                from edgesr.codec import decode, encode
-                p = decode(encode(p, codec[0], int(rng.integers(codec[1], codec[2] + 1))))
+                p = through_codec(p, codec[0], int(rng.integers(codec[1], codec[2] + 1)))
             lrs.append(p)
             hrs.append(hr[y * scale:(y + patch) * scale, x * scale:(x + patch) * scale])
             if t is not None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The exact commands that produced every shipped model and every row of the README's quality table.
 # Usage: scripts/reproduce_models.sh [stage ...]
-#   stages: split realtime baselines teacher ladder export_models table efdn_long codec_model kd_default
+#   stages: split realtime baselines teacher ladder export_models table efdn_long codec_model kd_default h264_model
 #   (efdn_long, session 3: picks checkpoints on a held-out split of the training data, never on Set5/Set14)
 # (default: all)
 # Runs are resumable: re-running a stage continues from runs/<name>/last.* (add steps by raising --steps).
@@ -113,6 +113,18 @@ kd_default() {  # session 4: the default, continued with distillation from the s
     --val runs/split/holdout --val-every 2000 --data runs/split/train --threads 1 --resume --out runs/efdn_w16b2_x4_kd
   edgesr-convert quantize runs/efdn_w16b2_x4_kd --dtype float32 --dtype int8 --data "$DATA" --eval runs/split/holdout \
     --eval "$VAL/Set5" --eval "$VAL/Set14" --out runs/kd_export
+}
+
+h264_model() {  # session 5: robot-side x4 for H.264 LR (auto's h264_lr mode): the default fine-tuned on LR patches
+  # that went through an H.264 intra picture at QP 20-34 (LR PSNR 36-43 dB: what the LR stream gives at 19.2 kbit/s)
+  python scripts/recover_run.py edgesr/models/efdn_w16b2_x4_float32.tflite edgesr/models/efdn_w16b2_x4_int8.json \
+    runs/efdn_default
+  edgesr-convert train --arch efdn --scale 4 --width 16 --blocks 2 --steps 4000 --lr 2e-4 --patch 48 --per-image 32 \
+    --val-every 1000 --lr-codec h264:20-34 --init runs/efdn_default/best.weights.h5 \
+    --data runs/split/train --val runs/split/holdout --threads 1 --out runs/efdn_w16b2_x4_h264
+  cp runs/efdn_w16b2_x4_h264/last.weights.h5 runs/efdn_w16b2_x4_h264/best.weights.h5  # the holdout LR is not coded
+  edgesr-convert quantize runs/efdn_w16b2_x4_h264 --dtype int8 --name efdn_w16b2_x4_h264_int8 --data "$DATA" \
+    --eval "$VAL/Set5" --eval "$VAL/Set14" --out runs/h264_export
 }
 
 stages=("$@")

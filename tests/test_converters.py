@@ -271,3 +271,21 @@ def test_distill_from_a_shipped_tflite_teacher_starting_from_the_recovered_defau
                  "--data", data, "--out", s, env={"EDGESR_CACHE": str(tmp_path / "c")})
     assert r.returncode == 0, r.stderr
     assert json.loads((s / "state.json").read_text())["config"]["teacher"].endswith("srgan_w32b3_x4_int8.tflite")
+
+
+def test_lr_codec_h264_degrades_like_the_link(photo):
+    """--lr-codec h264:LO-HI: LR patches as the robot decodes them from an H.264 stream (an intra picture at the
+    QP); more QP, more loss; bad specs are one-line errors."""
+    from converters.data import parse_lr_codec, through_codec
+    from edgesr.errors import DataError
+    from edgesr.metrics import psnr_y
+
+    assert parse_lr_codec("h264:20-34") == ("h264", 20, 34)
+    for bad in ("h264:20-60", "h265:20-30", "webp:0-50"):
+        with pytest.raises(DataError, match="--lr-codec"):
+            parse_lr_codec(bad)
+    h, w = photo.shape[:2]
+    p = np.ascontiguousarray(photo[h // 2:h // 2 + 48, w // 2:w // 2 + 48])
+    fine, coarse = through_codec(p, "h264", 20), through_codec(p, "h264", 34)
+    assert fine.shape == coarse.shape == p.shape
+    assert psnr_y(fine, p, 0) > psnr_y(coarse, p, 0) + 3 > 30
