@@ -171,7 +171,7 @@ def cell(hrs, eng, bitrate: float, fps: float, losses, seed: int = 1, draws: int
         chooser, modes = attach(sink, eng, MODES), []
         stream = sink_stream(sink, hrs, fps, S, modes)
         finish = lambda img: eng.upscale(img) if img.shape[0] < hrs[0].shape[0] else img  # LR: SR at the robot
-        # every frame shown counts (the first 2 s show nothing: H.264 warms up), on any loss draw
+        # every frame shown counts, on any loss draw
         db = [np.mean([psnr_y(finish(img), hr, S) for img, hr in zip(deliver(stream, loss, sd), hrs) if img is not None])
               for sd in (seeds if loss > 0 else seeds[:1])]
         rows[loss]["auto"] = {"psnr_y": round(float(np.mean(db)), 3), "kbps": kbps_of(stream, fps),

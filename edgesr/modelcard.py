@@ -74,18 +74,21 @@ def load_card(model_path) -> ModelCard | None:
 
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULTS = {4: "efdn_w16b2_x4_int8", 2: "srgan_w16b1_x2_int8"}
+# the robot's default for LR frames that came through a lossy video codec: trained on what that codec leaves
+CODEC_DEFAULTS = {("h264", 4): "efdn_w16b2_x4_h264_int8"}
 
 
 def shipped_models() -> list[Path]:
     return sorted(MODELS_DIR.glob("*.tflite"))
 
 
-def resolve_model(name_or_path: str | None, scale: int = 4) -> Path:
-    """A shipped model's name (with or without .tflite) or a path; None gives the default for ``scale``."""
+def resolve_model(name_or_path: str | None, scale: int = 4, codec: str = "") -> Path:
+    """A shipped model's name (with or without .tflite) or a path; None gives the default for ``scale`` (for LR
+    frames that came as ``codec``, its own default where one is shipped)."""
     if name_or_path is None:
         if scale not in DEFAULTS:
             raise ModelError(f"no shipped default model for x{scale}; pass --model")
-        name_or_path = DEFAULTS[scale]
+        name_or_path = CODEC_DEFAULTS.get((codec, scale), DEFAULTS[scale])
     p = Path(name_or_path)
     if p.suffix == ".tflite" and p.exists():
         return p

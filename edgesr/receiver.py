@@ -31,7 +31,7 @@ class Receiver:
         self.limits = limits or Limits()
         self.recovery = Recovery(max_bytes=self.limits.max_frame_bytes)  # parity packets (edgesr.fec), if sent
         self.assembler = FrameAssembler(limits=self.limits, recovery=self.recovery)
-        self.engines: dict[int, object] = {}
+        self.engines: dict = {}  # model path -> Engine
         self.stats = {"packets": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0, "skipped": 0,
                       "upscale_errors": 0}
         self.latencies: list[float] = []
@@ -43,12 +43,16 @@ class Receiver:
         self.outputs.append(output.start())
         return self
 
-    def _engine(self, scale: int):
+    def _engine(self, scale: int, codec: str = ""):
+        """The model for x``scale`` frames: ``model``, or the shipped default (for H.264 LR: the one trained on
+        H.264-coded LR, +0.3 dB in the video study)."""
         from .engine import Engine
+        from .modelcard import resolve_model
 
-        if scale not in self.engines:
-            self.engines[scale] = Engine(self.model, backend=self.backend, threads=self.threads, scale=scale)
-        eng = self.engines[scale]
+        path = resolve_model(self.model, scale, codec)
+        if path not in self.engines:
+            self.engines[path] = Engine(str(path), backend=self.backend, threads=self.threads, scale=scale)
+        eng = self.engines[path]
         if eng.scale != scale:
             raise EdgeSRError(f"the model is x{eng.scale}, the frame asks for x{scale}")
         return eng
@@ -56,7 +60,7 @@ class Receiver:
     def _finish(self, f: Frame) -> Frame:
         if f.lr and f.scale > 1 and self.upscale:
             try:
-                f.image = self._engine(f.scale).upscale(f.image)
+                f.image = self._engine(f.scale, f.codec).upscale(f.image)
                 f.lr = False
                 self.stats["upscaled"] += 1
             except EdgeSRError as e:  # e.g. no model for this scale: deliver the LR frame, say so once

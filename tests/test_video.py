@@ -331,3 +331,24 @@ def test_hostile_gaps_and_parity_never_hold_more_than_a_block(clip):
         asm.expire(now=t * 0.1, max_age=0.5)
     asm.expire(now=1e6, max_age=0.5)
     assert not asm.held and rec.stats["parity"] > 0 and asm.stats["waited"] > 0
+
+
+def test_the_robot_upscales_h264_lr_with_the_model_trained_for_it(clip):
+    """LR frames that came as H.264 are upscaled with the shipped model fine-tuned on H.264-coded LR (unless the
+    robot names a model)."""
+    from edgesr.linksim import free_port
+    from edgesr.modechoice import downscale
+    from edgesr.modelcard import CODEC_DEFAULTS, DEFAULTS
+    from edgesr.receiver import Receiver
+
+    sink = Sink("test", topology="receiver", codec="h264", fps=2.0, mtu=1200, bitrate=19200)
+    packets = [raw for k in range(3) for raw in sink.packets(OutFrame(k + 1, k * 500000, downscale(clip[k], 4), None, 4,
+                                                                      0.0))]
+    for model, want in ((None, CODEC_DEFAULTS[("h264", 4)]), ("efdn_w16b2_x4_int8", DEFAULTS[4])):
+        rx = Receiver(f"udp://127.0.0.1:{free_port()}", model=model)
+        try:
+            got = [rx._finish(f) for raw in packets for f in rx._packet(raw)]
+        finally:
+            rx.close()
+        assert [p.stem for p in rx.engines] == [want] and len(got) == 3
+        assert got[-1].image.shape == clip[0].shape and got[-1].codec == "h264" and got[-1].scale == 4
