@@ -231,13 +231,14 @@ class FrameAssembler:
             f = q.pop(0)
             if f["first"] is None:  # lost whole: the decoder goes on without it
                 continue
-            shown = self._show(f, now)
+            shown = self._show(f, now, count=not f.get("shown"))
             out += [] if f.get("shown") else shown  # the twin showed it on time: only the decoder catches up
         if not q:
             self.held.pop(stream, None)
         return out
 
-    def _show(self, f: dict, now: float) -> list[Frame]:
+    def _show(self, f: dict, now: float, count: bool = True) -> list[Frame]:
+        """Decode frame ``f`` onto the stream's canvas; ``count``: it is a frame the robot gets (stats)."""
         first = f["first"]
         stream = first.stream
         known = [t["p"].nfrag for t in f["tiles"].values()]  # packets of a tile that never arrived: the mean
@@ -258,9 +259,10 @@ class FrameAssembler:
         if lost <= 0:                                           # leave the unsent ones from the previous frame)
             missing = []
         self.previous[stream] = canvas
-        self.stats["frames"] += 1
-        self.stats["complete" if not missing else "partial"] += 1
-        self.stats["tiles_missing"] += max(0, lost)
+        if count:
+            self.stats["frames"] += 1
+            self.stats["complete" if not missing else "partial"] += 1
+            self.stats["tiles_missing"] += max(0, lost)
         return [Frame(canvas, first.seq, first.timestamp_us / 1e6, stream, missing, bool(first.flags & FLAG_LR),
                       first.scale, now, codec=CODEC_NAMES.get(first.codec, "h264"))]
 

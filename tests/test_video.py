@@ -267,6 +267,7 @@ def test_fec_across_frames_rebuilds_a_unit_lost_whole_and_the_stream_stays_exact
     assert asm.stats["waited"] >= 1 and [f.seq for f in got] == [f.seq for f in clean if f.seq != k + 1]
     concealed = [f.seq for f in got if f.concealed]  # shown on time by the concealing twin while the unit waited
     assert concealed and concealed[0] == k + 2 and asm.stats["concealed"] == len(concealed)
+    assert asm.stats["frames"] == len(got) == asm.stats["complete"] + asm.stats["partial"] + len(concealed)
     exact = {f.seq: f.image for f in clean}
     assert all(np.array_equal(f.image, exact[f.seq]) for f in got if not f.concealed)  # after it: bit-exact
     assert got[-1].seq == len(frames) and not got[-1].concealed
