@@ -213,7 +213,7 @@ class FrameAssembler:
         pic = self.twin_pic.get(stream)
         shape = (f["first"].frame_h, f["first"].frame_w, 3)
         pic = pic if pic is not None and pic.shape == shape else np.zeros(shape, np.uint8)
-        if self._video(f, pic, self.twin) is None:
+        if self._video(f, pic, self.twin) is None or stream not in self.twin:  # no picture, or no decoder slot
             return None
         self.twin_pic[stream] = pic
         return pic

@@ -231,7 +231,8 @@ class Recovery:
             frames = [(stream, (seq - j) & 0xFFFFFFFF) for j in range(span)]
             g = self.groups[key] = _Group(k, n, entries, frames)
             self.covers.update((f, key) for f in frames)
-            self.last_parity[stream] = seq
+            self.last_parity.pop(stream, None)
+            self.last_parity[stream] = seq  # newest last: the dict keeps the max_groups streams heard last
             self._bound()
         elif (g.k, g.n, g.entries, len(g.frames)) != (k, n, entries, span):
             raise ProtocolError("parity packets disagree")
@@ -244,5 +245,7 @@ class Recovery:
                 self.covers.pop(f, None)
             if not gone.done:
                 self.stats["unrecoverable"] += 1
+        while len(self.last_parity) > self.max_groups:
+            self.last_parity.pop(next(iter(self.last_parity)))
         while len(self.unplaced) > self.max_groups * MAX_SPAN:
             self.unplaced.pop(next(iter(self.unplaced)))

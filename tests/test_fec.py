@@ -68,7 +68,7 @@ def test_parity_fuzz_with_valid_crc(k, n, i, lengths, block, seq, span):
     rec = Recovery(max_bytes=1 << 16)
     for _ in range(2):
         assert rec.parity(raw) == [] or all(isinstance(p, bytes) for p in rec.parity(raw))
-    assert len(rec.groups) <= rec.max_groups and len(rec.covers) <= rec.max_groups * 4
+    assert len(rec.groups) <= rec.max_groups and len(rec.covers) <= rec.max_groups * 8
 
 
 def test_reed_solomon_inside_serial_frames_survives_byte_corruption(photo):
@@ -107,3 +107,16 @@ def test_rs_is_a_serial_url_parameter():
     assert parse_url("serial:///dev/ttyUSB0?baud=57600&rs=16").params["rs"] == 16
     with pytest.raises(ConfigError, match="rs must be 0..64"):
         parse_url("serial:///dev/ttyUSB0?rs=300")
+
+
+def test_recovery_state_is_bounded_across_many_streams(photo):
+    """Parity from many streams (stream ids come from the network): groups, covered frames and per-stream state
+    stay bounded."""
+    img = np.ascontiguousarray(photo[:64, :64])
+    rec = Recovery()
+    for stream in range(300):
+        pk = encode_frame(img, stream + 1, 0, stream=stream, tile=32, codec="webp", quality=40, mtu=300)
+        for raw in protect(pk, 1):
+            rec.parity(raw)
+    assert len(rec.groups) <= rec.max_groups and len(rec.last_parity) <= rec.max_groups
+    assert len(rec.covers) <= rec.max_groups * 8 and rec.stats["parity"] == 300
