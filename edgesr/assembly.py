@@ -86,6 +86,7 @@ class FrameAssembler:
         self.twin: dict[int, object] = {}
         self.twin_pic: dict[int, np.ndarray] = {}
         self.agree: dict[int, bool] = {}
+        self.recent: dict[int, list[dict]] = {}  # stream -> its last units, until the twin starts
         self.max_pending, self.fill_missing = max_pending or self.limits.max_pending, fill_missing
         self.pending: dict[tuple[int, int], dict] = {}
         self.last_emitted: dict[int, int] = {}
@@ -177,7 +178,7 @@ class FrameAssembler:
         if last is not None and not _newer(first.seq, last):
             self.stats["late"] += 1
             return []
-        twin = self._twin(f) if first.codec == H264 and self.recovery is not None else None  # every unit, as it comes
+        twin = self._twin(f) if first.codec == H264 and self.recovery is not None else None
         if first.codec == H264 and self.recovery is not None and self.recovery.protects(stream, first.seq):
             prev = (first.seq - first.x) & 0xFFFFFFFF  # the unit sent before this one (x: its distance)
             whole = first.x and last is not None and _newer(prev, last)  # lost whole: nothing of it arrived
@@ -208,7 +209,28 @@ class FrameAssembler:
         return out
 
     def _twin(self, f: dict) -> np.ndarray | None:
-        """The concealing twin's picture of unit ``f`` (None: it has none yet)."""
+        """The concealing twin's picture of unit ``f`` (None: it has none yet). The twin runs only for streams that
+        send parity (a clean stream is not decoded twice); it starts with the last units that came before the
+        first parity (kept: at most MAX_SPAN + 1), so it usually starts at the stream's IDR."""
+        from .fec import MAX_SPAN
+
+        stream = f["first"].stream
+        if stream not in self.twin:
+            if stream not in self.video and len(self.video) >= self.limits.max_video_streams:
+                return None  # no decoder for this stream either
+            recent = self.recent.setdefault(stream, [])
+            recent.append(f)
+            del recent[:-(MAX_SPAN + 1)]
+            while sum(r["bytes"] for r in recent) > self.limits.max_frame_bytes:
+                recent.pop(0)  # bounded like one frame in assembly
+            if stream not in self.recovery.last_parity:
+                return None
+            self.recent.pop(stream)
+            for r in recent[:-1]:
+                self._twin_decode(r)
+        return self._twin_decode(f)
+
+    def _twin_decode(self, f: dict) -> np.ndarray | None:
         stream = f["first"].stream
         pic = self.twin_pic.get(stream)
         shape = (f["first"].frame_h, f["first"].frame_w, 3)

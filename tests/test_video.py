@@ -272,7 +272,8 @@ def test_fec_across_frames_rebuilds_a_unit_lost_whole_and_the_stream_stays_exact
     assert all(np.array_equal(f.image, exact[f.seq]) for f in got if not f.concealed)  # after it: bit-exact
     assert got[-1].seq == len(frames) and not got[-1].concealed
     plain = stream(frames, bitrate=19200)  # the same loss without FEC: the frames after it carry the error
-    ref, _ = deliver(plain)
+    ref, asm = deliver(plain)
+    assert not asm.twin and asm.stats["concealed"] == 0  # no parity, no twin: a clean stream is decoded once
     lost, _ = deliver(plain, whole)
     assert any(not np.array_equal(a.image, b.image) for a, b in zip(lost[k:], ref[k + 1:]))
 
