@@ -47,21 +47,20 @@ class ModeChooser:
                  every_s: float = 5.0, hysteresis_db: float = 0.3, video_hysteresis_db: float = 1.0,
                  scene_change: float = 12.0,
                  modes=("hr", "lr"), fps: float = 2.0, video_bitrate: float = 0.0, refresh_s: float = 10.0,
-                 video_mtu: int | None = None, link_bps: float | None = None):
+                 video_mtu: int | None = None):
         """``budget_bytes``: one frame's share of the link (tiles); ``video_bitrate``: what the H.264 streams
         may spend (bit/s, after headers and FEC), in packets of ``video_mtu``; ``modes``: the candidates, a
-        subset of MODES; ``link_bps``: the link's bitrate (default: the tile budget's)."""
-        self.video_mtu, self.link_bps = video_mtu or mtu, link_bps or budget_bytes * 8 * fps
+        subset of MODES."""
+        self.video_mtu = video_mtu or mtu
         self.up, self.scale = upscaler, upscaler.scale
         self.budget, self.codec, self.tile, self.mtu = budget_bytes, codec, tile, mtu
         self.every_s, self.hysteresis_db, self.scene_change = every_s, hysteresis_db, scene_change
         self.video_hysteresis_db = video_hysteresis_db
         self.modes, self.fps, self.video_bitrate, self.refresh_s = tuple(modes), fps, video_bitrate, refresh_s
-        # with H.264 candidates the first choice comes after a 2 s warm-up; until then a provisional H.264 mode
-        # (``_prior``) is sent from its first unit (an IDR), so the robot has pictures at once
+        # with H.264 candidates, H.264 HR is sent from the first frame (its IDR: the robot has pictures at once);
+        # the first measurement comes after a 2 s warm-up and moves away from it like any other measurement
         self.mode = None if any(m.startswith("h264") for m in self.modes) else "lr" if "lr" in self.modes \
             else self.modes[-1]
-        self.provisional = self.mode is None
         self.db, self.last_t, self.thumb, self.fresh = {m: None for m in self.modes}, None, None, False
         self.video: dict = {}   # mode -> H264Stream (made on the first frame)
         self.units: dict = {}   # mode -> this frame's H.264 unit
@@ -123,8 +122,8 @@ class ModeChooser:
         now = time.monotonic() if now is None else now
         if self.start_t is None:
             self.start_t = now
-            if self.provisional:
-                self.mode = self._prior(hr)
+            if self.mode is None:  # H.264 HR: with x264 tuned for fidelity the video study measured it best
+                self.mode = "h264_hr" if "h264_hr" in self.modes else "h264_lr"  # in every cell of the clip
         if self.pending:
             self.mode, self.pending = self.pending, None
         self._encode(hr, now)
@@ -138,13 +137,8 @@ class ModeChooser:
             self.stats["measurements"] += 1
             self.last_t, self.thumb = now, self._thumb(hr)
             scored = [(db, m) for m, db in self.db.items() if db is not None]
-            cur = self.db.get(self.mode) if self.mode and not self.provisional else None
-            if scored and self.provisional and any(m in self.video for _, m in scored):
-                # the first choice: an H.264 score right after its IDR is still rising, and leaving H.264 later
-                # costs nothing while entering it costs an IDR, so tiles must win it by video_hysteresis_db
-                scored = [(db + (self.video_hysteresis_db if m in self.video else 0.0), m) for db, m in scored]
+            cur = self.db.get(self.mode)
             if scored:
-                self.provisional = False
                 db, best = max(scored)
                 margin = self.video_hysteresis_db if "h264" in best + str(self.mode) else self.hysteresis_db
                 if best != self.mode and (cur is None or db > cur + margin):
@@ -155,14 +149,6 @@ class ModeChooser:
                     else:
                         self.mode = best
         return self.mode
-
-    def _prior(self, hr: np.ndarray) -> str:
-        """The provisional H.264 mode: HR from 0.03 link bits per camera pixel and frame up, LR + SR below (the
-        video study measured LR + SR best at 19.2 kbit/s: 0.029 at 2 fps, 768x432; HR from 57.6 kbit/s, 5 fps:
-        0.035)."""
-        bpp = self.link_bps / self.fps / (hr.shape[0] * hr.shape[1])
-        want = "h264_hr" if bpp >= 0.03 else "h264_lr"
-        return want if want in self.modes else next(m for m in self.modes if m.startswith("h264"))
 
     def state(self) -> dict:
         return {"mode": self.mode, "db": dict(self.db), **self.stats}
@@ -176,5 +162,5 @@ def attach(sink, upscaler, modes) -> ModeChooser:
 
     sink.chooser = ModeChooser(upscaler, budget, codec=sink.codec, tile=sink.tile, mtu=sink.mtu, modes=modes,
                                fps=sink.fps, video_bitrate=sink.video_bitrate(), refresh_s=REFRESH_S,
-                               video_mtu=sink.video_mtu, link_bps=sink.rate.bitrate)
+                               video_mtu=sink.video_mtu)
     return sink.chooser
