@@ -15,8 +15,9 @@ import numpy as np
 MTU = 1200
 
 
-def encode(frames: list[np.ndarray], fps: float, bitrate: float) -> list[bytes]:
-    """Encoded access units, one per input RGB frame, at ``bitrate`` bit/s."""
+def encode(frames: list[np.ndarray], fps: float, bitrate: float, tune: str = "zerolatency") -> list[bytes]:
+    """Encoded access units, one per input RGB frame, at ``bitrate`` bit/s (``tune``: x264's, for
+    anchor_tuning.py; the study's anchor keeps the default)."""
     import av
 
     h, w = frames[0].shape[:2]
@@ -28,7 +29,7 @@ def encode(frames: list[np.ndarray], fps: float, bitrate: float) -> list[bytes]:
     ctx.thread_count = 1  # deterministic (frame threads moved the anchor by up to 0.1 dB between runs)
     kbps = max(1, int(bitrate / 1000))
     keyint = max(1, int(round(4 * fps)))
-    ctx.options = {"preset": "veryfast", "tune": "zerolatency",
+    ctx.options = {"preset": "veryfast", "tune": tune,
                    "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0:vbv-maxrate={kbps}:"
                                   f"vbv-bufsize={kbps}:nal-hrd=none:rc-lookahead=0"}
     out = []
