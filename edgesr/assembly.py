@@ -18,7 +18,8 @@ from .protocol import FLAG_LR, H264, Packet
 @dataclass(frozen=True)
 class Limits:
     """What a receiver accepts from the network; a packet over any limit is dropped and counted (``over_limit``).
-    Memory in assembly is bounded by ``max_pending * max_frame_bytes`` plus one canvas per stream."""
+    Memory in assembly is bounded by ``max_pending * max_frame_bytes`` plus one canvas per stream; with FEC, per
+    H.264 stream, up to MAX_SPAN + 1 units waiting for parity and ``max_frame_bytes`` of units kept for the twin."""
     max_frame_pixels: int = 3840 * 2160     # declared frame width x height (one canvas: 3 bytes a pixel)
     max_side: int = 8192                    # declared frame width or height
     max_tiles: int = 4096                   # tiles in one frame
@@ -151,7 +152,14 @@ class FrameAssembler:
 
     @staticmethod
     def _complete(f: dict) -> bool:
-        return f["first"] is not None and len(f["tiles"]) == f["first"].sent and all(len(t["frags"]) == t["p"].nfrag for t in f["tiles"].values())
+        return f["first"] is not None and len(f["tiles"]) == f["first"].sent and \
+            all(len(t["frags"]) == t["p"].nfrag for t in f["tiles"].values())
+
+    @staticmethod
+    def _missing(f: dict) -> list[int]:
+        """Indexes of the tiles (H.264: chunks) of ``f`` that are not whole."""
+        return [i for i in range(f["first"].tile_count)
+                if (t := f["tiles"].get(i)) is None or len(t["frags"]) != t["p"].nfrag]
 
     def expire(self, now: float, max_age: float) -> list[Frame]:
         """Emit (as partial) frames that got no packet for ``max_age`` seconds. Idle time, not age: on a thin
@@ -182,12 +190,13 @@ class FrameAssembler:
         if first.codec == H264 and self.recovery is not None and self.recovery.protects(stream, first.seq):
             prev = (first.seq - first.x) & 0xFFFFFFFF  # the unit sent before this one (x: its distance)
             whole = first.x and last is not None and _newer(prev, last)  # lost whole: nothing of it arrived
-            if self.held.get(stream) or whole or not self._complete(f):
+            complete = self._complete(f)
+            if self.held.get(stream) or whole or not complete:
                 q = self.held.setdefault(stream, [])
                 if whole:
                     q.append({"first": None, "seq": prev, "tiles": {}, "bytes": 0, "last": now})
                 q.append(f)
-                self.stats["waited"] += int(bool(whole)) + (not self._complete(f))
+                self.stats["waited"] += int(bool(whole)) + (not complete)
                 self.last_emitted[stream] = first.seq
                 out = []
                 if twin is not None and self.agree.get(stream):  # on time, concealed; the units before it
@@ -195,8 +204,7 @@ class FrameAssembler:
                         e["shown"] = True
                     self.stats["frames"] += 1
                     self.stats["concealed"] += 1
-                    out.append(Frame(twin.copy(), first.seq, first.timestamp_us / 1e6, stream,
-                                     [i for i in range(first.tile_count) if i not in f["tiles"]],
+                    out.append(Frame(twin.copy(), first.seq, first.timestamp_us / 1e6, stream, self._missing(f),
                                      bool(first.flags & FLAG_LR), first.scale, now, codec="h264", concealed=True))
                 return out + self._drain(stream, now)
         elif self.held.get(stream):
@@ -310,9 +318,7 @@ class FrameAssembler:
         picture yet. With later chunks missing the decoder gets the others and conceals the lost slices from its
         references; without the first chunk, or if nothing decodes, the canvas keeps the last picture."""
         first = f["first"]
-        chunks = [f["tiles"].get(i) for i in range(first.tile_count)]
-        whole = [t is not None and len(t["frags"]) == t["p"].nfrag for t in chunks]
-        missing = [i for i, ok in enumerate(whole) if not ok]
+        missing = self._missing(f)
         if 0 in missing:  # without its first slice FFmpeg makes a picture that stays broken until the refresh
             return missing  # heals it (measured: 8 loss draws, 57.6 kbit/s): hold the last picture instead
         dec, decoders = None, self.video if decoders is None else decoders
@@ -326,7 +332,9 @@ class FrameAssembler:
                         self._over(f"stream {first.stream}: more than {self.limits.max_video_streams} H.264 streams")
                     return list(range(first.tile_count))
                 dec = decoders[first.stream] = H264Decoder(self.limits.max_video_pixels)
-            unit = b"".join(t["frags"][j] for t, ok in zip(chunks, whole) if ok for j in range(t["p"].nfrag))
+            gone = set(missing)
+            unit = b"".join(t["frags"][j] for i, t in sorted(f["tiles"].items()) if i not in gone
+                            for j in range(t["p"].nfrag))
             img = dec.decode(unit, (first.frame_w, first.frame_h)) if unit else None
         except (ProtocolError, ConfigError) as e:
             if decoders is self.video:  # the twin's errors are the same units' errors: counted once

@@ -118,7 +118,8 @@ class ModeChooser:
         self.stats["video_ms"] = round(1000 * (time.perf_counter() - t0), 1)
 
     def choose(self, hr: np.ndarray, now: float | None = None) -> str | None:
-        """The mode for this frame, one of ``modes`` (measuring first when due); H.264 units in ``units``. Entering an H.264 mode takes effect at the next frame, whose unit is an IDR."""
+        """The mode for this frame, one of ``modes`` (measuring first when due); H.264 units in ``units``.
+        Entering an H.264 mode takes effect at the next frame, whose unit is an IDR."""
         now = time.monotonic() if now is None else now
         if self.start_t is None:
             self.start_t = now

@@ -31,7 +31,7 @@ class Receiver:
         self.limits = limits or Limits()
         self.recovery = Recovery(max_bytes=self.limits.max_frame_bytes)  # parity packets (edgesr.fec), if sent
         self.assembler = FrameAssembler(limits=self.limits, recovery=self.recovery)
-        self.engines: dict = {}  # model path -> Engine
+        self.engines: dict = {}  # (scale, codec) -> Engine
         self.stats = {"packets": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0, "skipped": 0,
                       "upscale_errors": 0}
         self.latencies: list[float] = []
@@ -49,10 +49,12 @@ class Receiver:
         from .engine import Engine
         from .modelcard import resolve_model
 
-        path = resolve_model(self.model, scale, codec)
-        if path not in self.engines:
-            self.engines[path] = Engine(str(path), backend=self.backend, threads=self.threads, scale=scale)
-        eng = self.engines[path]
+        if (scale, codec) not in self.engines:  # resolved once per kind of frame, not per frame
+            path = resolve_model(self.model, scale, codec)
+            same = next((e for e in self.engines.values() if e.path == path), None)  # one engine per model file
+            self.engines[(scale, codec)] = same or Engine(str(path), backend=self.backend, threads=self.threads,
+                                                         scale=scale)
+        eng = self.engines[(scale, codec)]
         if eng.scale != scale:
             raise EdgeSRError(f"the model is x{eng.scale}, the frame asks for x{scale}")
         return eng

@@ -352,5 +352,5 @@ def test_the_robot_upscales_h264_lr_with_the_model_trained_for_it(clip):
             got = [rx._finish(f) for raw in packets for f in rx._packet(raw)]
         finally:
             rx.close()
-        assert [p.stem for p in rx.engines] == [want] and len(got) == 3
+        assert [e.path.stem for e in rx.engines.values()] == [want] and len(got) == 3
         assert got[-1].image.shape == clip[0].shape and got[-1].codec == "h264" and got[-1].scale == 4

@@ -118,7 +118,7 @@ class Sink:
             if self.protector is None:
                 from ..fec import Protector
                 self.protector = Protector(self.fec, max_frames=max(2, int(2 * self.fps)))  # <= 2 s a block
-            pk = pk + self.protector.add(pk, key=unit is not None and key, alone=unit is None)
+            pk = pk + self.protector.add(pk, key=key, alone=unit is None)  # key: only ever set for H.264 units
         return pk
 
     def key_next(self) -> None:
