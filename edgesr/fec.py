@@ -1,12 +1,13 @@
 """Forward error correction across packets (zfec erasure coding), pure functions of bytes like protocol.
 
-A block of k data packets (CRC-checked, so a corrupted packet is an erasure) gets ``parity`` extra packets; any k of
-the k + parity packets rebuild all of them. A block is one frame's packets, or those of up to ``MAX_SPAN``
-consecutive frames: on a thin link a frame is one or two packets, and a parity packet per frame would double it
-(``Protector``). A parity packet:
+A block of k data packets (CRC-checked, so a corrupted packet is an erasure) is cut into K symbols of equal size
+(the packets end to end); its parity packets carry M parity symbols, and any K of the K + M symbols rebuild the
+block (a lost packet erases the symbols it touches), so parity weighs what the data weighs. A block is one frame's
+packets, or those of up to ``MAX_SPAN`` consecutive frames: on a thin link a frame is one or two packets, and a
+parity packet per frame would double it (``Protector``). A parity packet:
 
-    magic "EF" | version | stream | last frame seq | k | n (= k + parity) | block index | span (frames) |
-    k x (length, CRC32) | block | CRC32 (all of it)
+    magic "EF" | version | stream | last frame seq | k | span (frames) | K | M | symbol size | first symbol |
+    k x (length, CRC32) | parity symbols | CRC32 (all of it)
 
 The (length, CRC32) list lets the robot place the data packets it did get (each ends with its own CRC32) without
 any new field in them. zfec is the `fec` extra; a robot without it ignores parity packets (counted).
@@ -22,11 +23,13 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigError, ProtocolError
 
-MAGIC, VERSION = b"EF", 2
-HEAD = struct.Struct("!2sBHIBBBB")
+MAGIC, VERSION = b"EF", 3
+HEAD = struct.Struct("!2sBHIBBHHHH")  # magic, version, stream, last seq, k, span, K, M, symbol size, first symbol
 ENTRY = struct.Struct("!HI")
 CRC = struct.Struct("!I")
-MAX_BLOCKS = 255
+MAX_BLOCKS = 255  # data packets in a block
+MAX_SYMBOLS = 256  # K + M (zfec's limit)
+DATA_SYMBOLS = 96  # a block is cut into at most this many data symbols (so parity up to 1.6x the data fits)
 MAX_SPAN = 8  # frame numbers one parity block may cover (the robot waits at most this many frames)
 BLOCK_PARITY = 2  # a block closes when it has earned this many parity packets (or spans max_frames)
 
@@ -44,25 +47,42 @@ def _ident(packet: bytes) -> tuple[int, int]:
     return struct.unpack_from("!HI", packet, 4)
 
 
-def protect(packets: list[bytes], parity: int) -> list[bytes]:
-    """``parity`` parity packets for data ``packets`` of one stream: one frame's, or those of up to MAX_SPAN
-    consecutive frames, in order (send them after the data)."""
+def _symbols(total: int) -> tuple[int, int]:
+    """(K, symbol size) for a block of ``total`` bytes."""
+    size = max(1, -(-total // DATA_SYMBOLS))
+    return -(-total // size), size
+
+
+def protect(packets: list[bytes], parity: float) -> list[bytes]:
+    """Parity packets for data ``packets`` of one stream (one frame's, or those of up to MAX_SPAN consecutive
+    frames, in order; send them after the data): ``parity`` packets' worth of the block's mean packet, and never
+    less than rebuilds its longest packet. The block's bytes are cut into symbols, so parity costs what the data
+    weighs, not ``parity`` x the longest packet (that padding was 40-50 % overhead on a thin link, where a block is
+    one large unit and a few small ones); no parity packet is longer than the longest data packet."""
     k = len(packets)
     if parity <= 0 or not packets:
         return []
-    if k + parity > MAX_BLOCKS:
-        raise ConfigError(f"FEC: {k} packets + {parity} parity exceed {MAX_BLOCKS}; use larger packets or tiles")
+    if k > MAX_BLOCKS:
+        raise ConfigError(f"FEC: a block of {k} packets exceeds {MAX_BLOCKS}; use larger packets or tiles")
     (stream, first), (_, seq) = _ident(packets[0]), _ident(packets[-1])
     span = ((seq - first) & 0xFFFFFFFF) + 1
     if span > MAX_SPAN:
         raise ConfigError(f"FEC: a parity block covers at most {MAX_SPAN} frames, not {span}")
-    size = max(map(len, packets))
-    blocks = [p.ljust(size, b"\0") for p in packets]
-    coded = _zfec().Encoder(k, k + parity).encode(blocks)
+    data = b"".join(packets)
+    K, size = _symbols(len(data))
+    longest = max(map(len, packets))
+    # a lost packet of L bytes erases at most ceil(L / size) + 1 symbols
+    m = max(-(-int(parity * len(data) / k) // size) + int(-(-parity // 1)), -(-longest // size) + 1)
+    m = min(m, MAX_SYMBOLS - K)
+    data = data.ljust(K * size, b"\0")
+    coded = _zfec().Encoder(K, K + m).encode([data[j * size:(j + 1) * size] for j in range(K)], tuple(range(K, K + m)))
     entries = b"".join(ENTRY.pack(len(p), _crc_of(p)) for p in packets)
+    room = max(size, longest - HEAD.size - len(entries) - CRC.size) // size  # symbols in a parity packet
+    count = -(-m // -(-m // room))  # as few packets as fit, with the symbols spread evenly
     out = []
-    for i in range(k, k + parity):
-        body = HEAD.pack(MAGIC, VERSION, stream, seq, k, k + parity, i, span) + entries + bytes(coded[i])
+    for at in range(0, m, count):
+        body = HEAD.pack(MAGIC, VERSION, stream, seq, k, span, K, m, size, at) + entries + \
+            b"".join(bytes(c) for c in coded[at:at + count])
         out.append(body + CRC.pack(zlib.crc32(body)))
     return out
 
@@ -71,8 +91,8 @@ class Protector:
     """Device side, one stream: data packets gather into a block until it holds BLOCK_PARITY parity packets' worth
     (``share`` x k >= 2: 8 packets at 25 %), spans ``max_frames`` frames or ends with an H.264 IDR or refresh start
     (its parity then comes at once: a robot that does not know yet that parity is coming shows it partial, and a
-    lost piece of it costs a whole sweep); the block gets max(1, round(share x k)) parity packets, one more for a
-    key unit. A frame of one or two packets shares its parity with the next frames instead of doubling (per-frame
+    lost piece of it costs a whole sweep); the block gets share x k packets' worth of parity (``protect``), one more
+    for a key unit. A frame of one or two packets shares its parity with the next frames instead of doubling (per-frame
     parity cost 2.9 dB at 19.2 kbit/s, 5 fps, 5 % loss)."""
 
     def __init__(self, share: float, max_frames: int = MAX_SPAN):
@@ -80,8 +100,8 @@ class Protector:
 
     def add(self, packets: list[bytes], key: bool = False, alone: bool = False) -> list[bytes]:
         """One frame's data packets -> the parity packets to send after them (often none yet). ``alone``: a frame
-        of tiles, protected by itself with round(share x k) parity (the robot shows a tile frame as soon as the
-        next one is complete, so parity from later frames would come too late)."""
+        of tiles, protected by itself with share x k packets' worth of parity, none below half a packet (the robot
+        shows a tile frame as soon as the next one is complete, so parity from later frames would come too late)."""
         if not packets or self.share <= 0:
             return []
         out = []
@@ -92,7 +112,7 @@ class Protector:
                     len(self.block) + len(packets) + 2 > MAX_BLOCKS:
                 out = self._close()
         if alone:
-            return out + protect(packets, int(round(self.share * len(packets))))
+            return out + (protect(packets, self.share * len(packets)) if self.share * len(packets) >= 0.5 else [])
         self.block += packets
         self.key |= key
         span = ((_ident(packets[-1])[1] - _ident(self.block[0])[1]) & 0xFFFFFFFF) + 1
@@ -101,7 +121,7 @@ class Protector:
         return out
 
     def _close(self) -> list[bytes]:
-        parity = protect(self.block, max(1, int(round(self.share * len(self.block)))) + int(self.key))
+        parity = protect(self.block, self.share * len(self.block) + int(self.key))
         self.block, self.key = [], False
         return parity
 
@@ -127,12 +147,21 @@ def is_parity(raw: bytes) -> bool:
 @dataclass
 class _Group:
     k: int
-    n: int
-    entries: list
+    K: int                                       # data symbols
+    m: int                                       # parity symbols
+    size: int                                    # symbol size
+    entries: list                                # (length, CRC32) of each data packet
     frames: list                                 # (stream, seq) of the frames it covers
-    data: dict = field(default_factory=dict)     # block index -> data packet
-    parity: dict = field(default_factory=dict)   # block index -> parity block
+    data: dict = field(default_factory=dict)     # packet index -> data packet
+    parity: dict = field(default_factory=dict)   # symbol number (K..K+m-1) -> parity symbol
     done: bool = False
+
+    def offsets(self) -> list[int]:
+        out, at = [], 0
+        for length, _ in self.entries:
+            out.append(at)
+            at += length
+        return out + [at]
 
 
 class Recovery:
@@ -182,61 +211,81 @@ class Recovery:
         """Take a parity packet; returns the recovered data packets (to decode as if they had arrived)."""
         self.stats["parity"] += 1
         try:
-            key, g, i, block = self._parse(raw)
+            g = self._parse(raw)
         except ProtocolError:
             self.stats["bad_parity"] += 1
             return []
-        if g.done:
+        if g is None or g.done:
             return []
-        g.parity[i] = block
         for f in g.frames:
             for p in self.unplaced.pop(f, []):
                 self._place(g, p)
         if len(g.data) == g.k:
             g.done = True
             return []
-        if len(g.data) + len(g.parity) < g.k:
+        known = self._known(g)
+        if len(known) + len(g.parity) < g.K:
             return []
         try:
             zfec = _zfec()
         except ConfigError:
             self.stats["no_zfec"] += 1
             return []
-        size = len(block)
-        have = sorted(g.data)[:g.k] + sorted(g.parity)
-        have = have[:g.k]
-        blocks = [g.data[j].ljust(size, b"\0") if j < g.k else g.parity[j] for j in have]
-        rebuilt = zfec.Decoder(g.k, g.n).decode(blocks, have)
+        have = (sorted(known) + sorted(g.parity))[:g.K]
+        blocks = tuple(known[j] if j < g.K else g.parity[j] for j in have)
+        block = b"".join(bytes(b) for b in zfec.Decoder(g.K, g.K + g.m).decode(blocks, tuple(have)))
         g.done = True
-        out = [bytes(rebuilt[j][:g.entries[j][0]]) for j in range(g.k) if j not in g.data]
+        at, out = g.offsets(), []
+        for i, (length, crc) in enumerate(g.entries):
+            p = block[at[i]:at[i] + length]
+            if i not in g.data and _crc_of(p) == crc:
+                out.append(p)
         self.stats["recovered"] += len(out)
         return out
 
-    def _parse(self, raw: bytes):
+    @staticmethod
+    def _known(g: _Group) -> dict[int, bytes]:
+        """Data symbols the packets that arrived cover whole (the tail past the block's end is zero padding)."""
+        at, total = g.offsets(), g.offsets()[-1]
+        block = bytearray(g.K * g.size)
+        have = bytearray(g.K * g.size)
+        for i, p in g.data.items():
+            block[at[i]:at[i] + len(p)] = p
+            have[at[i]:at[i] + len(p)] = b"\1" * len(p)
+        have[total:] = b"\1" * (len(have) - total)
+        return {j: bytes(block[j * g.size:(j + 1) * g.size]) for j in range(g.K)
+                if have.find(0, j * g.size, (j + 1) * g.size) < 0}
+
+    def _parse(self, raw: bytes) -> _Group | None:
         if len(raw) < HEAD.size + CRC.size or CRC.unpack_from(raw, len(raw) - CRC.size)[0] != zlib.crc32(raw[:-CRC.size]):
             raise ProtocolError("parity packet CRC mismatch")
-        magic, version, stream, seq, k, n, i, span = HEAD.unpack_from(raw)
-        if version != VERSION or not 1 <= k < n <= MAX_BLOCKS or not k <= i < n or not 1 <= span <= MAX_SPAN:
+        magic, version, stream, seq, k, span, K, m, size, first = HEAD.unpack_from(raw)
+        if version != VERSION or not 1 <= k <= MAX_BLOCKS or not 1 <= span <= MAX_SPAN or K < 1 or m < 1 or \
+                K + m > MAX_SYMBOLS or size < 1 or K * size > self.max_bytes or first >= m:
             raise ProtocolError("bad parity header")
         body = HEAD.size + k * ENTRY.size
-        block = raw[body:-CRC.size]
-        if len(block) == 0 or len(block) * n > self.max_bytes:
-            raise ProtocolError("parity block size out of bounds")
+        payload = raw[body:-CRC.size]
+        count = len(payload) // size
+        if count < 1 or len(payload) != count * size or first + count > m:
+            raise ProtocolError("parity symbols out of bounds")
         entries = [ENTRY.unpack_from(raw, HEAD.size + j * ENTRY.size) for j in range(k)]
-        if any(length > len(block) for length, _ in entries):
-            raise ProtocolError("parity lengths exceed the block")
+        total = sum(length for length, _ in entries)
+        if _symbols(total) != (K, size):
+            raise ProtocolError("parity lengths disagree with its symbols")
         key = (stream, seq)
         g = self.groups.get(key)
         if g is None:
             frames = [(stream, (seq - j) & 0xFFFFFFFF) for j in range(span)]
-            g = self.groups[key] = _Group(k, n, entries, frames)
+            g = self.groups[key] = _Group(k, K, m, size, entries, frames)
             self.covers.update((f, key) for f in frames)
             self.last_parity.pop(stream, None)
             self.last_parity[stream] = seq  # newest last: the dict keeps the max_groups streams heard last
             self._bound()
-        elif (g.k, g.n, g.entries, len(g.frames)) != (k, n, entries, span):
+        elif (g.k, g.K, g.m, g.size, g.entries, len(g.frames)) != (k, K, m, size, entries, span):
             raise ProtocolError("parity packets disagree")
-        return key, g, i, block
+        for i in range(count):
+            g.parity[K + first + i] = payload[i * size:(i + 1) * size]
+        return self.groups.get(key)
 
     def _bound(self) -> None:
         while len(self.groups) > self.max_groups:

@@ -40,6 +40,7 @@ def delivered(packets) -> np.ndarray:
 
 
 MODES = ("hr", "lr", "h264_hr", "h264_lr")
+SETTLE_FRAMES = 10  # H.264 units after an IDR before a stream is scored (see due)
 
 
 class ModeChooser:
@@ -72,8 +73,8 @@ class ModeChooser:
         return cv2.resize(cv2.cvtColor(hr, cv2.COLOR_RGB2GRAY), (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
 
     def due(self, hr: np.ndarray, now: float) -> bool:
-        if self.video and now - self.start_t < 2.0:
-            return False  # H.264 streams warm up for 2 s before they are scored (their first unit is an IDR)
+        if self.video and now - self.start_t < max(2.0, SETTLE_FRAMES / self.fps):
+            return False  # after an IDR an H.264 picture builds up over ~10 frames: not scored while it does
         if self.last_t is None or now - self.last_t >= self.every_s:
             return True
         self.fresh = float(np.mean(np.abs(self._thumb(hr) - self.thumb))) > self.scene_change
@@ -146,7 +147,7 @@ class ModeChooser:
                     self.stats["switches"] += self.mode is not None
                     if best in self.video:
                         self.video[best].key_next()
-                        self.pending = best
+                        self.pending, self.start_t = best, now  # the new stream settles before the next score
                     else:
                         self.mode = best
         return self.mode

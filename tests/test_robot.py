@@ -240,7 +240,7 @@ def test_measured_link_chooses_by_measurement(tmp_path):
             frames = []
             for f in rx.frames(timeout=10):
                 frames.append(f)
-                if len(frames) >= 10:  # 2.5 s: H.264 streams are scored after 1 s
+                if len(frames) >= 14:  # 3.5 s: H.264 streams are scored after 10 frames (SETTLE_FRAMES)
                     break
             link = pipe.snapshot()["sinks"][f"udp://127.0.0.1:{udp}"]["link"]
             text = prometheus(pipe, {})

@@ -144,8 +144,9 @@ def test_measured_topology_scores_h264_and_picks_the_best_mode(clip):
     eng = Engine(None, threads=1)  # the shipped default x4 model
     sink = Sink("test", topology="measured", codec="webp", tile=256, bitrate=57600, fps=2.0, mtu=1200)
     chooser = attach(sink, eng, MODES)
-    sent = video_study.sink_stream(sink, clip[:8], 2.0, 4)
-    # before the first measurement (2 s) a provisional mode is sent from its first unit: the robot sees frame 1
+    sent = video_study.sink_stream(sink, clip[:12], 2.0, 4)
+    # before the first measurement (10 frames: SETTLE_FRAMES) H.264 HR is sent from its first unit: the robot sees
+    # frame 1
     first = decode_packet(sent[0][0])
     assert first.codec == H264 and (first.frame_w, first.frame_h) == (768, 432)
     db = chooser.state()["db"]

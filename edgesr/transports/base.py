@@ -142,7 +142,7 @@ class Sink:
         """Packet size of H.264 units (smaller than ``mtu`` with FEC: edgesr.video.packet_size)."""
         from ..video import packet_size
 
-        return packet_size(self.mtu, self.fec)
+        return packet_size(self.mtu, self.fec, self.rate.bitrate / self.overhead / 8 / self.fps if self.rate else None)
 
     def _loop(self) -> None:
         consume(self.slot, self._send_one, self.stop)
