@@ -15,9 +15,10 @@ import numpy as np
 MTU = 1200
 
 
-def encode(frames: list[np.ndarray], fps: float, bitrate: float, tune: str = "zerolatency") -> list[bytes]:
-    """Encoded access units, one per input RGB frame, at ``bitrate`` bit/s (``tune``: x264's, for
-    anchor_tuning.py; the study's anchor keeps the default)."""
+def encode(frames: list[np.ndarray], fps: float, bitrate: float, tune: str = "zerolatency",
+           preset: str = "veryfast") -> list[bytes]:
+    """Encoded access units, one per input RGB frame, at ``bitrate`` bit/s (``tune``, ``preset``: x264's, for
+    anchor_tuning.py; the study's anchor keeps the defaults)."""
     import av
 
     h, w = frames[0].shape[:2]
@@ -29,7 +30,7 @@ def encode(frames: list[np.ndarray], fps: float, bitrate: float, tune: str = "ze
     ctx.thread_count = 1  # deterministic (frame threads moved the anchor by up to 0.1 dB between runs)
     kbps = max(1, int(bitrate / 1000))
     keyint = max(1, int(round(4 * fps)))
-    ctx.options = {"preset": "veryfast", "tune": tune,
+    ctx.options = {"preset": preset, "tune": tune,
                    "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0:vbv-maxrate={kbps}:"
                                   f"vbv-bufsize={kbps}:nal-hrd=none:rc-lookahead=0"}
     out = []

@@ -12,7 +12,7 @@ import numpy as np
 
 from .codec import CODEC_NAMES, decode
 from .errors import ConfigError, ProtocolError
-from .protocol import FLAG_LR, H264, Packet
+from .protocol import FLAG_LR, H264, Packet, seq_diff, seq_newer
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,6 @@ class Frame:
     concealed: bool = False  # H.264: shown while an earlier unit waits for FEC, with its loss concealed
 
 
-def _newer(a: int, b: int) -> bool:
-    """Serial-number arithmetic on 32-bit sequence numbers: is a after b?"""
-    return a != b and ((a - b) & 0xFFFFFFFF) < 0x80000000
-
-
 class FrameAssembler:
     """Packets (any order, duplicates, losses) -> frames in sequence order, with memory bounded by ``limits``."""
 
@@ -116,7 +111,7 @@ class FrameAssembler:
         if held is not None:  # a packet FEC rebuilt for a unit that waits for it
             return self._drain(p.stream, now) if self._place(held, p, now) else []
         last = self.last_emitted.get(p.stream)
-        if last is not None and not _newer(p.seq, last):
+        if last is not None and not seq_newer(p.seq, last):
             self.stats["late"] += 1
             return []
         f = self.pending.setdefault((p.stream, p.seq), {"first": p, "seq": p.seq, "tiles": {}, "arrived": now,
@@ -174,8 +169,8 @@ class FrameAssembler:
         return out
 
     def _emit_until(self, stream: int, seq: int, now: float) -> list[Frame]:
-        older = sorted((k for k in self.pending if k[0] == stream and not _newer(k[1], seq)),
-                       key=lambda k: -((seq - k[1]) & 0xFFFFFFFF))  # oldest first, ``seq`` last
+        older = sorted((k for k in self.pending if k[0] == stream and not seq_newer(k[1], seq)),
+                       key=lambda k: -seq_diff(seq, k[1]))  # oldest first, ``seq`` last
         return [fr for k in older for fr in self._emit(k, now)]
 
     def _emit(self, key, now: float) -> list[Frame]:
@@ -183,13 +178,13 @@ class FrameAssembler:
         first = f["first"]
         stream = first.stream
         last = self.last_emitted.get(stream)
-        if last is not None and not _newer(first.seq, last):
+        if last is not None and not seq_newer(first.seq, last):
             self.stats["late"] += 1
             return []
         twin = self._twin(f) if first.codec == H264 and self.recovery is not None else None
         if first.codec == H264 and self.recovery is not None and self.recovery.protects(stream, first.seq):
-            prev = (first.seq - first.x) & 0xFFFFFFFF  # the unit sent before this one (x: its distance)
-            whole = first.x and last is not None and _newer(prev, last)  # lost whole: nothing of it arrived
+            prev = seq_diff(first.seq, first.x)  # the unit sent before this one (x: its distance)
+            whole = first.x and last is not None and seq_newer(prev, last)  # lost whole: nothing of it arrived
             complete = self._complete(f)
             if self.held.get(stream) or whole or not complete:
                 q = self.held.setdefault(stream, [])
@@ -255,7 +250,7 @@ class FrameAssembler:
 
         q, out = self.held.get(stream, []), []
         while q:
-            if not give_up and not self._complete(q[0]) and ((q[-1]["seq"] - q[0]["seq"]) & 0xFFFFFFFF) < MAX_SPAN \
+            if not give_up and not self._complete(q[0]) and seq_diff(q[-1]["seq"], q[0]["seq"]) < MAX_SPAN \
                     and not self.recovery.hopeless(stream, q[0]["seq"], q[-1]["seq"]):
                 break
             f = q.pop(0)
@@ -280,7 +275,7 @@ class FrameAssembler:
             else np.zeros(shape, np.uint8)
         missing = self._video(f, canvas) if first.codec == H264 else self._tiles(f, canvas)
         last = self.last_emitted.get(stream)
-        if last is None or _newer(first.seq, last):
+        if last is None or seq_newer(first.seq, last):
             self.last_emitted[stream] = first.seq
         if missing is None:  # an H.264 unit that shows no picture yet (joined mid-stream): nothing to show
             self.stats["no_picture"] += 1

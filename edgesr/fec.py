@@ -22,6 +22,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from .errors import ConfigError, ProtocolError
+from .protocol import FLAG_AUTH, TAG_LEN, seq_diff, seq_newer
 
 MAGIC, VERSION = b"EF", 3
 HEAD = struct.Struct("!2sBHIBBHHHH")  # magic, version, stream, last seq, k, span, K, M, symbol size, first symbol
@@ -65,7 +66,7 @@ def protect(packets: list[bytes], parity: float) -> list[bytes]:
     if k > MAX_BLOCKS:
         raise ConfigError(f"FEC: a block of {k} packets exceeds {MAX_BLOCKS}; use larger packets or tiles")
     (stream, first), (_, seq) = _ident(packets[0]), _ident(packets[-1])
-    span = ((seq - first) & 0xFFFFFFFF) + 1
+    span = seq_diff(seq, first) + 1
     if span > MAX_SPAN:
         raise ConfigError(f"FEC: a parity block covers at most {MAX_SPAN} frames, not {span}")
     data = b"".join(packets)
@@ -108,14 +109,14 @@ class Protector:
         if self.block:  # a block spans at most max_frames frame numbers (the sink may skip some) and 255 packets
             stream, seq = _ident(packets[0])
             first = _ident(self.block[0])
-            if alone or first[0] != stream or ((seq - first[1]) & 0xFFFFFFFF) >= self.max_frames or \
+            if alone or first[0] != stream or seq_diff(seq, first[1]) >= self.max_frames or \
                     len(self.block) + len(packets) + 2 > MAX_BLOCKS:
                 out = self._close()
         if alone:
             return out + (protect(packets, self.share * len(packets)) if self.share * len(packets) >= 0.5 else [])
         self.block += packets
         self.key |= key
-        span = ((_ident(packets[-1])[1] - _ident(self.block[0])[1]) & 0xFFFFFFFF) + 1
+        span = seq_diff(_ident(packets[-1])[1], _ident(self.block[0])[1]) + 1
         if len(self.block) * self.share >= BLOCK_PARITY or span >= self.max_frames or key:
             out += self._close()
         return out
@@ -134,8 +135,6 @@ def parity_share(loss: float) -> float:
 
 def _crc_of(packet: bytes) -> int:
     """A data packet's own CRC32 (before its HMAC tag, when flags say it has one)."""
-    from .protocol import FLAG_AUTH, TAG_LEN
-
     end = len(packet) - (TAG_LEN if packet[3] & FLAG_AUTH else 0)
     return CRC.unpack_from(packet, end - CRC.size)[0]
 
@@ -179,14 +178,14 @@ class Recovery:
         """Whether frame ``seq`` of ``stream`` may still get parity (the stream sent parity lately): the robot's
         H.264 decoder then waits for a lost packet of it instead of concealing."""
         last = self.last_parity.get(stream)
-        return last is not None and ((seq - last) & 0xFFFFFFFF) <= 2 * MAX_SPAN
+        return last is not None and seq_diff(seq, last) <= 2 * MAX_SPAN
 
     def hopeless(self, stream: int, seq: int, newest: int) -> bool:
         """Whether frame ``seq`` can no longer be rebuilt: its block's parity came, did not suffice, and frame
         ``newest`` (after the block) has arrived, so nothing more of the block will."""
         key = self.covers.get((stream, seq))
         g = self.groups.get(key)
-        return g is not None and not g.done and newest != key[1] and ((newest - key[1]) & 0xFFFFFFFF) < 0x80000000
+        return g is not None and not g.done and seq_newer(newest, key[1])
 
     def data(self, raw: bytes) -> None:
         """Note a data packet that passed decode_packet (it may complete a group later)."""
@@ -275,7 +274,7 @@ class Recovery:
         key = (stream, seq)
         g = self.groups.get(key)
         if g is None:
-            frames = [(stream, (seq - j) & 0xFFFFFFFF) for j in range(span)]
+            frames = [(stream, seq_diff(seq, j)) for j in range(span)]
             g = self.groups[key] = _Group(k, K, m, size, entries, frames)
             self.covers.update((f, key) for f in frames)
             self.last_parity.pop(stream, None)

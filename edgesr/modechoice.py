@@ -40,7 +40,10 @@ def delivered(packets) -> np.ndarray:
 
 
 MODES = ("hr", "lr", "h264_hr", "h264_lr")
-SETTLE_FRAMES = 10  # H.264 units after an IDR before a stream is scored (see due)
+# an H.264 stream is scored SETTLE_S seconds and SETTLE_FRAMES units after its IDR: its picture is still building
+# up before (19.2 kbit/s, 2 fps, 5 % loss: scored after 2 s, `auto` left H.264 HR for LR + SR while HR was still
+# rising and came back through another IDR: 31.1 dB; after 5 s / 10 frames 33.1)
+SETTLE_S, SETTLE_FRAMES = 5.0, 10
 
 
 class ModeChooser:
@@ -59,7 +62,7 @@ class ModeChooser:
         self.video_hysteresis_db = video_hysteresis_db
         self.modes, self.fps, self.video_bitrate, self.refresh_s = tuple(modes), fps, video_bitrate, refresh_s
         # with H.264 candidates, H.264 HR is sent from the first frame (its IDR: the robot has pictures at once);
-        # the first measurement comes after a 2 s warm-up and moves away from it like any other measurement
+        # the first measurement comes after it settled (SETTLE_S) and moves away from it like any other
         self.mode = None if any(m.startswith("h264") for m in self.modes) else "lr" if "lr" in self.modes \
             else self.modes[-1]
         self.db, self.last_t, self.thumb, self.fresh = {m: None for m in self.modes}, None, None, False
@@ -73,8 +76,8 @@ class ModeChooser:
         return cv2.resize(cv2.cvtColor(hr, cv2.COLOR_RGB2GRAY), (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
 
     def due(self, hr: np.ndarray, now: float) -> bool:
-        if self.video and now - self.start_t < max(2.0, SETTLE_FRAMES / self.fps):
-            return False  # after an IDR an H.264 picture builds up over ~10 frames: not scored while it does
+        if self.video and now - self.start_t < max(SETTLE_S, SETTLE_FRAMES / self.fps):
+            return False  # after an IDR an H.264 picture builds up for seconds: not scored while it does
         if self.last_t is None or now - self.last_t >= self.every_s:
             return True
         self.fresh = float(np.mean(np.abs(self._thumb(hr) - self.thumb))) > self.scene_change

@@ -62,6 +62,16 @@ class Packet:
     sent: int = 0  # tiles of this frame that were sent (0: all, tile_count)
 
 
+
+def seq_diff(a: int, b: int) -> int:
+    """How far 32-bit sequence number ``a`` is after ``b`` (serial-number arithmetic: it wraps)."""
+    return (a - b) & 0xFFFFFFFF
+
+
+def seq_newer(a: int, b: int) -> bool:
+    """Whether sequence number ``a`` comes after ``b`` (at most half the number space ahead)."""
+    return a != b and seq_diff(a, b) < 0x80000000
+
 def _tag(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()[:TAG_LEN]
 

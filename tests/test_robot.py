@@ -238,9 +238,9 @@ def test_measured_link_chooses_by_measurement(tmp_path):
         pipe = build(cfg).start()
         try:
             frames = []
-            for f in rx.frames(timeout=10):
+            for f in rx.frames(timeout=15):
                 frames.append(f)
-                if len(frames) >= 14:  # 3.5 s: H.264 streams are scored after 10 frames (SETTLE_FRAMES)
+                if len(frames) >= 24:  # 6 s: H.264 streams are scored after 5 s (SETTLE_S)
                     break
             link = pipe.snapshot()["sinks"][f"udp://127.0.0.1:{udp}"]["link"]
             text = prometheus(pipe, {})
