@@ -88,12 +88,15 @@ class ReceiverConfig:
     key_file: str = ""
     model: str = ""
     upscale: bool = True
+    fec_wait: float = 5.0  # seconds an H.264 unit with a lost packet may wait for parity (0: never wait)
 
 
 def load_receiver(path) -> ReceiverConfig:
     """The [receiver] table of ``path``, paths relative to the file; other tables are ignored."""
     data = read_toml(path)
     rc = from_dict(ReceiverConfig, data.get("receiver", {}), f"{path}: receiver", ConfigError)
+    if not 0 <= rc.fec_wait <= 60:
+        raise ConfigError(f"{path}: receiver.fec_wait must be 0..60 seconds, got {rc.fec_wait:g}")
     base = Path(path).parent
     if rc.key_file and not Path(rc.key_file).is_absolute():
         rc.key_file = str(base / rc.key_file)

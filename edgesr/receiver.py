@@ -21,7 +21,7 @@ class Receiver:
 
     def __init__(self, url: str, key: bytes | None = None, upscale: bool = True, model: str | None = None,
                  backend: str = "auto", threads: int | None = None, max_age: float = 0.5, latest_only: bool = True,
-                 limits: Limits | None = None):
+                 limits: Limits | None = None, fec_wait: float = 5.0):
         self.url, self.key, self.upscale, self.model = url, key, upscale, model
         self.backend, self.threads, self.max_age = backend, threads, max_age
         self.latest_only = latest_only  # a robot wants the newest frame: skip superseded ones, never queue
@@ -30,7 +30,10 @@ class Receiver:
         self.reader = None if self.scheme == "http" else open_reader(self.endpoint)
         self.limits = limits or Limits()
         self.recovery = Recovery(max_bytes=self.limits.max_frame_bytes)  # parity packets (edgesr.fec), if sent
-        self.assembler = FrameAssembler(limits=self.limits, recovery=self.recovery)
+        # fec_wait: how long an H.264 unit with a lost packet waits for parity (its twin shows frames meanwhile);
+        # 0: units decode as they come, concealing (a rebuilt packet of a frame already shown is then late)
+        self.assembler = FrameAssembler(limits=self.limits, recovery=self.recovery if fec_wait > 0 else None,
+                                        hold_s=fec_wait)
         self.engines: dict = {}  # (scale, codec) -> Engine
         self.stats = {"packets": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0, "skipped": 0,
                       "upscale_errors": 0}

@@ -101,3 +101,22 @@ def test_shipped_profiles_validate():
 def test_auto_topology_measures_on_budgeted_links(url, bitrate, expected):
     assert C.resolve_topology(C.SinkConfig(url=url, bitrate=bitrate)) == expected
     assert C.resolve_topology(C.SinkConfig(url=url, bitrate=bitrate, topology="source")) == "source"
+
+
+def test_receiver_fec_wait(tmp_path):
+    """[receiver] fec_wait reaches the robot's frame assembler; out of range is a one-line error."""
+    from edgesr.receiver import Receiver
+    from edgesr.linksim import free_port
+
+    p = tmp_path / "robot.toml"
+    p.write_text("[receiver]\nurl = 'udp://127.0.0.1:5600'\nfec_wait = 2\n")
+    assert C.load_receiver(p).fec_wait == 2.0
+    p.write_text("[receiver]\nfec_wait = 120\n")
+    with pytest.raises(ConfigError, match="receiver.fec_wait must be 0..60 seconds, got 120"):
+        C.load_receiver(p)
+    for wait, waits in ((2.0, True), (0.0, False)):
+        rx = Receiver(f"udp://127.0.0.1:{free_port()}", upscale=False, fec_wait=wait)
+        try:
+            assert rx.assembler.hold_s == wait and (rx.assembler.recovery is not None) == waits
+        finally:
+            rx.close()
