@@ -244,16 +244,20 @@ class Recovery:
 
     @staticmethod
     def _known(g: _Group) -> dict[int, bytes]:
-        """Data symbols the packets that arrived cover whole (the tail past the block's end is zero padding)."""
-        at, total = g.offsets(), g.offsets()[-1]
-        block = bytearray(g.K * g.size)
-        have = bytearray(g.K * g.size)
-        for i, p in g.data.items():
-            block[at[i]:at[i] + len(p)] = p
-            have[at[i]:at[i] + len(p)] = b"\1" * len(p)
-        have[total:] = b"\1" * (len(have) - total)
-        return {j: bytes(block[j * g.size:(j + 1) * g.size]) for j in range(g.K)
-                if have.find(0, j * g.size, (j + 1) * g.size) < 0}
+        """Data symbols that runs of consecutive packets that arrived cover whole (the padding past the block's end
+        is zeros); memory in proportion to what arrived."""
+        at, s, out, i = g.offsets(), g.size, {}, 0
+        while i < g.k:
+            j = i
+            while j < g.k and j in g.data:
+                j += 1
+            if j > i:
+                a, b = at[i], at[j]
+                end = b if b < at[-1] else g.K * s
+                run = b"".join(g.data[x] for x in range(i, j)).ljust(end - a, b"\0")
+                out.update((n, run[n * s - a:(n + 1) * s - a]) for n in range(-(-a // s), end // s))
+            i = j + 1
+        return out
 
     def _parse(self, raw: bytes) -> _Group | None:
         if len(raw) < HEAD.size + CRC.size or CRC.unpack_from(raw, len(raw) - CRC.size)[0] != zlib.crc32(raw[:-CRC.size]):
