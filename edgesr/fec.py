@@ -72,9 +72,9 @@ def protect(packets: list[bytes], parity: float) -> list[bytes]:
     data = b"".join(packets)
     K, size = _symbols(len(data))
     longest = max(map(len, packets))
-    # a lost packet of L bytes erases at most ceil(L / size) + 1 symbols
-    m = max(-(-int(parity * len(data) / k) // size) + int(-(-parity // 1)), -(-longest // size) + 1)
-    m = min(m, MAX_SYMBOLS - K)
+    # any n lost packets: the n longest, each erasing at most ceil(L / size) + 1 symbols
+    n = max(1, int(round(parity)))
+    m = min(sum(-(-length // size) + 1 for length in sorted(map(len, packets))[-n:]), MAX_SYMBOLS - K)
     data = data.ljust(K * size, b"\0")
     coded = _zfec().Encoder(K, K + m).encode([data[j * size:(j + 1) * size] for j in range(K)], tuple(range(K, K + m)))
     entries = b"".join(ENTRY.pack(len(p), _crc_of(p)) for p in packets)
@@ -86,6 +86,30 @@ def protect(packets: list[bytes], parity: float) -> list[bytes]:
             b"".join(bytes(c) for c in coded[at:at + count])
         out.append(body + CRC.pack(zlib.crc32(body)))
     return out
+
+
+def block_frames(fps: float) -> int:
+    """Frames one parity block of an H.264 stream may span at ``fps``: 2 s of them, 2..MAX_SPAN (a 4 s block at
+    19.2 kbit/s 2 fps, 5 % loss: 32.27 dB against 33.37 for 2 s, 16 draws)."""
+    return min(MAX_SPAN, max(2, int(2 * fps)))
+
+
+def parity_ratio(share: float, frame_bytes: float, packet: int, max_frames: int = MAX_SPAN) -> float:
+    """Parity bytes per data byte that ``Protector(share, max_frames)`` adds to a stream of frames of about
+    ``frame_bytes`` in packets of at most ``packet`` bytes: the rate controller's estimate (key units aside)."""
+    import math
+
+    if share <= 0 or frame_bytes <= 0:
+        return 0.0
+    q = max(1, math.ceil(frame_bytes / packet))                                 # packets a frame
+    frames = max(1, min(max_frames, math.ceil(BLOCK_PARITY / (share * q))))     # frames a block
+    k, block = frames * q, frames * frame_bytes
+    n = max(1, int(round(share * k)))
+    longest = min(packet, 1.4 * frame_bytes / q)  # frames vary: the block's longest packet is above the mean
+    size = max(1.0, block / DATA_SYMBOLS)
+    symbols = n * (math.ceil(longest / size) + 1) * size
+    head = HEAD.size + k * ENTRY.size + CRC.size
+    return (symbols + math.ceil(symbols / max(size, longest - head)) * head) / block
 
 
 class Protector:

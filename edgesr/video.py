@@ -28,6 +28,7 @@ from .protocol import FLAG_LR, H264, Packet, encode_packet, payload_room
 
 log = logging.getLogger("edgesr.video")
 REFRESH_S = 10.0  # intra refresh period (s): see the module text
+LINK_SHARE = 0.94  # of the link's bit/s an H.264 stream plans to fill (see stream_bitrate)
 FEC_PACKET = 700  # bytes: H.264 packet size where the sink sends parity (see packet_size)
 SLOW_PIXEL_RATE = 2_000_000  # pixels/s up to which x264 runs preset "slow" (see pick_preset)
 
@@ -50,15 +51,20 @@ def available() -> bool:
 
 
 def stream_bitrate(link_bps: float, mtu: int, key: bytes | None = None, fec: float = 0.0, fps: float = 10.0) -> float:
-    """What an H.264 stream may spend (bit/s) on a ``link_bps`` link at ``fps``: 93 % of it (x264's VBV lets the
-    first seconds run over; the pacer runs at 97 %), less each frame's packet headers and FEC parity: the ``fec``
-    share (edgesr.fec.Protector: across frames where they are small) and 5 % more because parity packets are as
-    long as the longest packet of their block, plus one per refresh sweep (IDR/refresh starts)."""
+    """What an H.264 stream may spend (bit/s) on a ``link_bps`` link at ``fps`` in packets of ``mtu``: 93 % of it
+    (x264's VBV lets the first seconds run over; the pacer runs at 97 %), less each frame's packet headers and the
+    parity that ``fec`` adds (edgesr.fec.parity_ratio: 36-44 % of the data at ``fec`` = 0.25, as the Protector
+    rebuilds whole packets and repeats the block's packet list), plus one packet per refresh sweep."""
     import math
 
-    frame = link_bps * 0.93 / 8 / fps  # bytes per frame on the link
+    from .fec import block_frames, parity_ratio
+
+    frame = link_bps * LINK_SHARE / 8 / fps  # bytes per frame on the link
     if fec > 0:
-        frame = (frame - mtu / (REFRESH_S * fps)) * 0.95 / (1 + fec)
+        budget = frame - mtu / (REFRESH_S * fps)
+        ratio = parity_ratio(fec, budget / (1 + fec), mtu, block_frames(fps))  # it depends on the frame size:
+        ratio = max(ratio, parity_ratio(fec, budget / (1 + ratio), mtu, block_frames(fps)))  # the larger of two
+        frame = budget / (1 + ratio)
     k = max(1, math.ceil(frame / mtu))
     return max(frame - k * (mtu - payload_room(mtu, key)), 64) * 8 * fps
 
@@ -124,7 +130,7 @@ class H264Stream:
         if name == "libx264":
             # constant quality capped by a 1 s VBV at the budget: on a thin link the cap rules (CBR-like, the
             # budget used to ~90 %), on a wide one the stream stops at crf 10 instead of padding
-            kbps = max(1, int(bitrate / 1000))
+            kbps = max(1, int(round(bitrate / 1000)))  # x264 takes whole kbit/s: 11.6 -> 12, not 11
             # tune psnr: no adaptive quantisation or psy-rd, which spend bits on perceived texture, not on fidelity
             # (a robot's detector wants the scene as it is): +1.0 / +0.9 / +1.5 dB PSNR-Y at 115.2 kbit/s 2 fps,
             # 57.6 kbit/s 5 fps, 19.2 kbit/s 2 fps on the shared clip, at the same kbit/s

@@ -309,6 +309,21 @@ def test_the_robot_waits_only_while_parity_can_still_help(clip):
         assert [f.seq for f in shown] == [seq]
 
 
+def test_the_rate_controller_reserves_what_parity_weighs(clip):
+    """The H.264 budget under FEC is planned with edgesr.fec.parity_ratio: on real streams (a thin link, one packet
+    a frame, and a wider one, 700-byte packets) it predicts the parity the Protector sends within 20 % (a short
+    clip: its first unit is an IDR, whose block gets a packet more)."""
+    from edgesr.fec import block_frames, parity_ratio
+
+    for bitrate, fps in ((19200, 2.0), (57600, 2.0)):
+        sink = Sink("test", topology="source", codec="h264", fps=fps, mtu=1200, bitrate=bitrate, fec=0.25)
+        sent = video_study.sink_stream(sink, clip, fps, 1)
+        data = [len(p) for pk in sent for p in pk if not is_parity(p)]
+        parity = sum(len(p) for pk in sent for p in pk if is_parity(p))
+        predicted = parity_ratio(0.25, sum(data) / len(sent), sink.video_mtu, block_frames(fps))
+        assert abs(parity / sum(data) - predicted) < 0.2 * predicted, (bitrate, parity / sum(data), predicted)
+
+
 def test_hostile_gaps_and_parity_never_hold_more_than_a_block(clip):
     """Structurally valid H.264 packets (right CRC) with random sequence numbers, gaps and parity claims: the
     units that wait for FEC stay bounded and are all released."""

@@ -116,8 +116,8 @@ class Sink:
         self.last_unit = f.seq if unit is not None else None  # H.264: the previous unit's seq (a robot's gap check)
         if self.fec:  # parity across this frame's packets, or across a few frames on a thin link
             if self.protector is None:
-                from ..fec import Protector
-                self.protector = Protector(self.fec, max_frames=max(2, int(2 * self.fps)))  # <= 2 s a block
+                from ..fec import Protector, block_frames
+                self.protector = Protector(self.fec, max_frames=block_frames(self.fps))
             pk = pk + self.protector.add(pk, key=key, alone=unit is None)  # key: only ever set for H.264 units
         return pk
 
