@@ -13,8 +13,10 @@ import argparse
 import json
 import random
 import resource
+import struct
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ from edgesr.codec import encode  # noqa: E402
 from edgesr.errors import ProtocolError  # noqa: E402
 from edgesr.framing import StreamDeframer  # noqa: E402
 from edgesr.protocol import FLAG_LR, Packet, decode_packet, encode_frame, encode_packet  # noqa: E402
-from edgesr.fec import is_parity, protect  # noqa: E402
+from edgesr.fec import HEAD, is_parity, protect  # noqa: E402
 from edgesr.video import encode_unit  # noqa: E402
 from edgesr.receiver import Receiver  # noqa: E402
 
@@ -48,6 +50,15 @@ def random_packet(rnd: random.Random, images: list[bytes]) -> bytes:
                codec=rnd.choice([1, 2, 3, rnd.randrange(256)]), scale=rnd.choice([1, 2, 3, 4, 8, rnd.randrange(256)]),
                frag=rnd.randrange(nfrag), nfrag=nfrag, flags=rnd.choice([0, FLAG_LR]), payload=payload)
     return encode_packet(p, KEY if rnd.random() < 0.5 else None)
+
+
+def relabel(parity: bytes, rnd) -> bytes:
+    """A parity packet with one header field (k, span, K, M, symbol size or first symbol) set at random."""
+    f = list(HEAD.unpack_from(parity))
+    j = rnd.randrange(4, 10)
+    f[j] = rnd.randrange(256 if j in (4, 5) else 65536)
+    body = HEAD.pack(*f) + parity[HEAD.size:-4]
+    return body + struct.pack("!I", zlib.crc32(body))
 
 
 def main() -> None:
@@ -103,7 +114,10 @@ def main() -> None:
                              scale=rnd.choice([1, 2, 4]), gap=rnd.choice([0, 1, 1, 2, rnd.randrange(70000)]),
                              mtu=rnd.choice([300, 700, 1200]))
             if rnd.random() < 0.3:  # with valid parity (the robot then holds incomplete units), some packets lost
-                pk = [q for q in pk if rnd.random() > 0.2] + protect(pk, rnd.randint(1, 3))
+                par = protect(pk, rnd.randint(1, 3))
+                if rnd.random() < 0.3:  # one parity header field random, CRC made right again
+                    par = [relabel(q, rnd) for q in par]
+                pk = [q for q in pk if rnd.random() > 0.2] + par
             receive(pk, i, "h264 ")
             continue
         if i % 4:

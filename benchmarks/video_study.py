@@ -164,10 +164,11 @@ def cell(hrs, eng, bitrate: float, fps: float, losses, seed: int = 1, draws: int
             rows[loss][name] = {"psnr_y": lossy(deliver, stream, loss, hrs, finish, seeds),
                                 "kbps": kbps_of(stream, fps)}
     # auto: what serve sends with topology "auto" on this budgeted link (a real Sink + its ModeChooser over tiles
-    # and H.264), with the sink's fec set from the link's loss (edgesr.fec.parity_share: 25 % parity at 5 %)
+    # and H.264), with the sink's fec set from the link's loss and frame budget (edgesr.fec.parity_share: 25 %
+    # parity at 5 %, none under 600 bytes a frame)
     for loss in losses:
         sink = Sink("study", topology="measured", codec=best_cfg["edgesr_lr_sr"][0], tile=best_cfg["edgesr_lr_sr"][1],
-                    bitrate=bitrate, fps=fps, mtu=MTU, fec=parity_share(loss))
+                    bitrate=bitrate, fps=fps, mtu=MTU, fec=parity_share(loss, bitrate / 8 / fps))
         chooser, modes = attach(sink, eng, MODES), []
         stream = sink_stream(sink, hrs, fps, S, modes)
         finish = lambda img: eng.upscale(img) if img.shape[0] < hrs[0].shape[0] else img  # LR: SR at the robot

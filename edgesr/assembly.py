@@ -90,7 +90,7 @@ class FrameAssembler:
         self.video: dict[int, object] = {}  # stream -> H264Decoder (edgesr.video), made on its first unit
         self.stats = {"frames": 0, "complete": 0, "partial": 0, "tiles_missing": 0, "duplicates": 0,
                       "late": 0, "bad_tiles": 0, "over_limit": 0, "no_picture": 0,
-                      "no_decoder": 0, "packets_expected": 0, "packets_received": 0, "waited": 0,
+                      "no_decoder": 0, "packets_expected": 0, "packets_received": 0, "units_lost": 0, "waited": 0,
                       "concealed": 0}
         self.last_over_limit: str | None = None
         self.last_error: str | None = None  # why the last undecodable tile or unit failed
@@ -182,9 +182,11 @@ class FrameAssembler:
             self.stats["late"] += 1
             return []
         twin = self._twin(f) if first.codec == H264 and self.recovery is not None else None
+        prev = seq_diff(first.seq, first.x)  # H.264: the unit sent before this one (x: its distance)
+        whole = first.codec == H264 and first.x and last is not None and seq_newer(prev, last)  # lost whole
+        # a unit lost whole counts as one lost packet in the loss estimate (with FEC, one rebuilt later counts again)
+        self.stats["units_lost"] += int(bool(whole))
         if first.codec == H264 and self.recovery is not None and self.recovery.protects(stream, first.seq):
-            prev = seq_diff(first.seq, first.x)  # the unit sent before this one (x: its distance)
-            whole = first.x and last is not None and seq_newer(prev, last)  # lost whole: nothing of it arrived
             complete = self._complete(f)
             if self.held.get(stream) or whole or not complete:
                 q = self.held.setdefault(stream, [])

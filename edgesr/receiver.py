@@ -35,7 +35,7 @@ class Receiver:
         self.assembler = FrameAssembler(limits=self.limits, recovery=self.recovery if fec_wait > 0 else None,
                                         hold_s=fec_wait)
         self.engines: dict = {}  # (scale, codec) -> Engine
-        self.stats = {"packets": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0, "skipped": 0,
+        self.stats = {"packets": 0, "bytes": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0, "skipped": 0,
                       "upscale_errors": 0}
         self.latencies: list[float] = []
         self.outputs: list = []  # edgesr.outputs: ROS 2, Foxglove, MCAP (each with its own slot and thread)
@@ -90,6 +90,7 @@ class Receiver:
             got = []
             for raw in self.reader.read(0.2):
                 self.stats["packets"] += 1
+                self.stats["bytes"] += len(raw)
                 for data in self.recovery.parity(raw) if is_parity(raw) else [raw]:
                     got += self._packet(data)
             got += self.assembler.expire(time.monotonic(), self.max_age)
@@ -169,15 +170,18 @@ class Receiver:
                 **self._loss()}
 
     def _loss(self) -> dict:
-        """Packet loss seen here (before FEC rebuilt any) and the sink ``fec`` it calls for."""
+        """Packet loss seen here (before FEC rebuilt any) and the sink ``fec`` it calls for (at the link bytes a
+        frame that arrive)."""
         from .fec import parity_share
 
         a = self.assembler.stats
-        expected, got = a["packets_expected"], a["packets_received"] - self.recovery.stats.get("recovered", 0)
+        expected = a["packets_expected"] + a["units_lost"]  # H.264 units lost whole: a packet each
+        got = a["packets_received"] - self.recovery.stats.get("recovered", 0)
         if not expected:
             return {}
         loss = round(max(0.0, 1 - got / expected), 4)
-        return {"packet_loss": loss, "suggested_fec": round(parity_share(loss), 2)}
+        frame_bytes = self.stats["bytes"] / max(1, a["frames"])
+        return {"packet_loss": loss, "suggested_fec": round(parity_share(loss, frame_bytes), 2)}
 
     def close(self) -> None:
         self._closed = True

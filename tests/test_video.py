@@ -189,6 +189,36 @@ def test_the_receiver_measures_packet_loss_and_suggests_fec(clip):
     assert 0.03 < loss < 0.12 and parity_share(loss) == pytest.approx(5 * loss)
 
 
+def test_the_receiver_suggests_no_parity_for_small_frames(clip):
+    """A real Receiver on a loopback UDP socket, every 10th packet lost: on a wide stream it suggests 5x the loss
+    as `fec`, on a thin one (under FEC_MIN_FRAME link bytes a frame) none."""
+    import socket
+    import time
+
+    from edgesr.fec import FEC_MIN_FRAME
+    from edgesr.linksim import free_port
+    from edgesr.receiver import Receiver
+
+    for bitrate, fps, wide in ((115200, 2.0, True), (19200, 5.0, False)):
+        port = free_port()
+        rx = Receiver(f"udp://127.0.0.1:{port}", upscale=False, latest_only=False)
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sent = [p for pk in stream(clip[:16], fps=fps, bitrate=bitrate) for p in pk]
+        try:
+            for n, p in enumerate(sent):
+                if n % 10 != 9:
+                    tx.sendto(p, ("127.0.0.1", port))
+                    time.sleep(0.002)
+            frames = sum(1 for _ in rx.frames(timeout=1.0))
+            s = rx.summary()
+        finally:
+            tx.close()
+            rx.close()
+        assert frames >= 8 and 0.03 < s["packet_loss"] < 0.2, s
+        assert (s["bytes"] / frames >= FEC_MIN_FRAME) == wide
+        assert s["suggested_fec"] == (pytest.approx(5 * s["packet_loss"], abs=0.01) if wide else 0.0), s
+
+
 def test_a_hardware_encoder_that_does_not_open_falls_back_to_libx264(clip, caplog):
     from pathlib import Path
 
