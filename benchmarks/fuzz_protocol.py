@@ -16,6 +16,7 @@ import resource
 import struct
 import sys
 import time
+import traceback
 import zlib
 from pathlib import Path
 
@@ -100,7 +101,8 @@ def main() -> None:
             counts["rejected"] += 1
         except Exception as e:  # noqa: BLE001
             counts["crashes"] += 1
-            crashes.append(label + repr(e)[:200])
+            where = " <- ".join(f"{Path(fr.filename).name}:{fr.lineno}" for fr in traceback.extract_tb(e.__traceback__)[::-1][:4])
+            crashes.append(label + repr(e)[:200] + " at " + where)
 
     t0 = time.perf_counter()
     for i in range(a.n):

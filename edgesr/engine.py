@@ -105,6 +105,7 @@ class Engine:
             self._out_lut = np.ascontiguousarray(np.roll(lut, info.min))
         self._in_scale = np.float32(1.0 / 255.0)
         self._tilers: dict = {}
+        self._tile_buf: np.ndarray | None = None
         self._shape = None
         self.last_invoke_s = 0.0  # interpreter time of the last upscale() (bench splits Python vs model time)
 
@@ -161,10 +162,10 @@ class Engine:
         """Tiles for this frame size: the model's fixed tile, or ``interior`` (default texture_tile) + context."""
         m = self.card.margin
         tile = self.tile or ((interior or self.texture_tile) + 2 * m,) * 2
-        tiler = self._tilers.get((h, w, tile))
-        if tiler is None:
-            tiler = self._tilers[(h, w, tile)] = Tiler((h, w), tile, m, self.scale)
-            self._tile_buf = np.empty((tile[0] * self.scale, tile[1] * self.scale, 3), np.uint8)
+        tiler = self._tilers.pop((h, w, tile), None) or Tiler((h, w), tile, m, self.scale)
+        self._tilers[(h, w, tile)] = tiler  # newest last; a few sizes kept (frame sizes come from the network)
+        while len(self._tilers) > 8:
+            self._tilers.pop(next(iter(self._tilers)))
         return tiler
 
     def _tile_interpreter(self, tile_hw):
@@ -183,6 +184,9 @@ class Engine:
         """Run the tiles ``indices`` in batches; ``place(tile_hr, i)`` receives each HR tile."""
         self.last_invoke_s = 0.0
         it, batch = self._tile_interpreter(tiler.tile_hw)
+        shape = (tiler.tile_hw[0] * self.scale, tiler.tile_hw[1] * self.scale, 3)
+        if self._tile_buf is None or self._tile_buf.shape != shape:  # one HR tile buffer, of this tiler's tile
+            self._tile_buf = np.empty(shape, np.uint8)
         tile_hr = self._tile_buf
         for b0 in range(0, len(indices), batch):
             idx = indices[b0:b0 + batch]

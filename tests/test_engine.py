@@ -123,3 +123,17 @@ def test_thread_count_and_describe():
     eng = Engine(FIX / "tiny_x2_float32.tflite", threads=1)
     d = eng.describe()
     assert d["threads"] == 1 and d["interpreter"] == "ai-edge-litert" and d["scale"] == 2
+
+
+def test_frame_sizes_that_alternate_keep_their_own_tiles(photo):
+    """Frames too big to run whole, of sizes whose tiles differ, one after another (a robot with two streams, or
+    sizes from the network): each size gets its own tile buffer; the result does not depend on the order (a shared
+    buffer once crashed here, found by benchmarks/fuzz_protocol.py)."""
+    eng = Engine(None, threads=1, whole_frame_max=1000)
+    a, b = np.ascontiguousarray(photo[:60, :90]), np.ascontiguousarray(photo[:40, :70])
+    first = eng.upscale(a).copy()
+    eng.upscale(b)
+    assert np.array_equal(eng.upscale(a), first)
+    for k in range(12):  # many sizes: the plans kept stay bounded
+        eng.upscale(np.ascontiguousarray(photo[:40 + k, :70]))
+    assert len(eng._tilers) <= 8

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
-from ..protocol import encode_frame
+from ..protocol import encode_frame, seq_diff
 from ..video import encode_unit
 from ..ratecontrol import RateController
 from ..slot import Slot, consume
@@ -94,15 +94,16 @@ class Sink:
             key = unit is not None and self.chooser.video[mode].key
             self.stats.update(link=self.chooser.state())
         elif self.codec == "h264":
-            from ..video import REFRESH_S, stream_for
+            from ..video import REFRESH_S, H264Stream
 
             img = img[:img.shape[0] // 2 * 2, :img.shape[1] // 2 * 2]
-            self.video = stream_for(self.video, img, fps=self.fps, bitrate=self.video_bitrate(), mtu=self.video_mtu,
-                                    refresh_s=REFRESH_S)
+            if self.video is None or self.video.size != (img.shape[1], img.shape[0]):  # the budget: once a stream
+                self.video = H264Stream(img.shape[1], img.shape[0], fps=self.fps, bitrate=self.video_bitrate(),
+                                        mtu=self.video_mtu, refresh_s=REFRESH_S)
             unit = self.video.encode(img, f.timestamp_us // 1000)
             key = self.video.key
         if unit is not None:
-            gap = (f.seq - self.last_unit) & 0xFFFFFFFF if self.last_unit is not None else 0
+            gap = seq_diff(f.seq, self.last_unit) if self.last_unit is not None else 0
             pk = encode_unit(unit, (img.shape[1], img.shape[0]), f.seq, f.timestamp_us, stream=self.stream,
                              key=self.key, mtu=self.video_mtu, scale=f.scale if lr else 1, lr=lr, gap=gap)
         else:
