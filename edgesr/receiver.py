@@ -35,8 +35,8 @@ class Receiver:
         self.assembler = FrameAssembler(limits=self.limits, recovery=self.recovery if fec_wait > 0 else None,
                                         hold_s=fec_wait)
         self.engines: dict = {}  # (scale, codec) -> Engine
-        self.stats = {"packets": 0, "bytes": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0, "skipped": 0,
-                      "upscale_errors": 0}
+        self.stats = {"packets": 0, "bytes": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0,
+                      "skipped": 0, "upscale_errors": 0}
         self.latencies: list[float] = []
         self.outputs: list = []  # edgesr.outputs: ROS 2, Foxglove, MCAP (each with its own slot and thread)
         self._closed = False
