@@ -101,7 +101,8 @@ def main() -> None:
             counts["rejected"] += 1
         except Exception as e:  # noqa: BLE001
             counts["crashes"] += 1
-            where = " <- ".join(f"{Path(fr.filename).name}:{fr.lineno}" for fr in traceback.extract_tb(e.__traceback__)[::-1][:4])
+            tb = traceback.extract_tb(e.__traceback__)[::-1][:4]
+            where = " <- ".join(f"{Path(fr.filename).name}:{fr.lineno}" for fr in tb)
             crashes.append(label + repr(e)[:200] + " at " + where)
 
     t0 = time.perf_counter()
