@@ -78,14 +78,22 @@ def protect(packets: list[bytes], parity: float) -> list[bytes]:
         raise ConfigError(f"FEC: a parity block covers at most {MAX_SPAN} frames, not {span}")
     data = b"".join(packets)
     K, size = _symbols(len(data))
-    longest = max(map(len, packets))
-    # any n lost packets: the n longest, each erasing at most ceil(L / size) + 1 symbols
+    longest, lengths = max(map(len, packets)), sorted(map(len, packets))
+    entries = b"".join(ENTRY.pack(len(p), _crc_of(p)) for p in packets)
+    head = HEAD.size + len(entries) + CRC.size
+    # symbols in a parity packet: as long as the longest data packet, unless its header (the packet list) takes
+    # more than half of that: then the header comes on top (a parity packet of one symbol each would repeat it)
+    room = max(1, (longest - head if 2 * head <= longest else longest) // size)
+    # any n lost packets: the n longest, each erasing at most ceil(L / size) + 1 symbols; fewer where the parity
+    # would weigh more than the block (many small packets: symbols longer than a packet, a long list in each)
     n = max(1, int(round(parity)))
-    m = min(sum(-(-length // size) + 1 for length in sorted(map(len, packets))[-n:]), MAX_SYMBOLS - K)
+    while True:
+        m = min(sum(-(-length // size) + 1 for length in lengths[-n:]), MAX_SYMBOLS - K)
+        if n == 1 or m * size + -(-m // room) * head <= len(data):
+            break
+        n -= 1
     data = data.ljust(K * size, b"\0")
     coded = _zfec().Encoder(K, K + m).encode([data[j * size:(j + 1) * size] for j in range(K)], tuple(range(K, K + m)))
-    entries = b"".join(ENTRY.pack(len(p), _crc_of(p)) for p in packets)
-    room = max(size, longest - HEAD.size - len(entries) - CRC.size) // size  # symbols in a parity packet
     count = -(-m // -(-m // room))  # as few packets as fit, with the symbols spread evenly
     out = []
     for at in range(0, m, count):

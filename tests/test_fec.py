@@ -147,3 +147,17 @@ def test_recovery_state_is_bounded_across_many_streams(photo):
             sent += 1
     assert len(rec.groups) <= rec.max_groups and len(rec.last_parity) <= rec.max_groups
     assert len(rec.covers) <= rec.max_groups * 8 and rec.stats["parity"] == sent >= 300
+
+
+def test_parity_never_weighs_more_than_its_block():
+    """Many small packets (250 tiles at a 300-byte MTU): each parity packet repeats the block's packet list and a
+    symbol spans several packets; asked to rebuild a quarter of them, parity stays within the block's bytes and
+    still rebuilds a lost packet."""
+    img = np.random.default_rng(0).integers(0, 255, (160, 320, 3), dtype=np.uint8)
+    pk = encode_frame(img, 1, 0, tile=32, codec="jpeg", quality=60, mtu=300)
+    par = protect(pk, 0.25 * len(pk))
+    assert len(pk) == 250 and sum(map(len, par)) <= sum(map(len, pk))
+    rec = Recovery()
+    for p in pk[1:]:
+        rec.data(p)
+    assert [q for raw in par for q in rec.parity(raw)] == [pk[0]]
