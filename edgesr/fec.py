@@ -63,10 +63,11 @@ def _symbols(total: int) -> tuple[int, int]:
 
 def protect(packets: list[bytes], parity: float) -> list[bytes]:
     """Parity packets for data ``packets`` of one stream (one frame's, or those of up to MAX_SPAN consecutive
-    frames, in order; send them after the data): ``parity`` packets' worth of the block's mean packet, and never
-    less than rebuilds its longest packet. The block's bytes are cut into symbols, so parity costs what the data
-    weighs, not ``parity`` x the longest packet (that padding was 40-50 % overhead on a thin link, where a block is
-    one large unit and a few small ones); no parity packet is longer than the longest data packet."""
+    frames, in order; send them after the data) that rebuild any round(``parity``) of them (at least one), the
+    longest included, unless that would weigh more than the block itself (then fewer). The block's bytes are cut
+    into symbols, so parity is not padded to the longest packet (on a thin link a block is one large unit and a few
+    small ones); a parity packet is no longer than the longest data packet unless its packet list takes more than
+    half of that."""
     k = len(packets)
     if parity <= 0 or not packets:
         return []
@@ -131,8 +132,8 @@ class Protector:
     """Device side, one stream: data packets gather into a block until it holds BLOCK_PARITY parity packets' worth
     (``share`` x k >= 2: 8 packets at 25 %), spans ``max_frames`` frames or ends with an H.264 IDR or refresh start
     (its parity then comes at once: a robot that does not know yet that parity is coming shows it partial, and a
-    lost piece of it costs a whole sweep); the block gets share x k packets' worth of parity (``protect``), one more
-    for a key unit. A frame of one or two packets shares its parity with the next frames instead of doubling (per-frame
+    lost piece of it costs a whole sweep); its parity rebuilds round(share x k) of its packets (``protect``), one
+    more for a key unit. A frame of one or two packets shares its parity with the next frames instead of doubling (per-frame
     parity cost 2.9 dB at 19.2 kbit/s, 5 fps, 5 % loss)."""
 
     def __init__(self, share: float, max_frames: int = MAX_SPAN):
