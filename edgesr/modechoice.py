@@ -11,7 +11,8 @@ robot (PSNR-Y against the HR frame, the LR ones upscaled with the device's own m
 
 Scores are smoothed over measurements (the mean of the last two: an H.264 picture's quality swings ~1 dB with the
 refresh sweep). It switches only when another mode is ``hysteresis_db`` better (or the current one does not fit),
-``video_hysteresis_db`` when the switch involves an H.264 mode (entering one costs an IDR unit).
+``video_hysteresis_db`` when the switch involves an H.264 mode (entering one costs an IDR unit; 3 dB on a link
+that loses packets, LOSSY_VIDEO_HYSTERESIS_DB).
 The link study found that the best mode depends on content, frame rate and bitrate together (README, the link
 study on video), which is why it is measured.
 """
@@ -44,6 +45,11 @@ MODES = ("hr", "lr", "h264_hr", "h264_lr")
 # up before (19.2 kbit/s, 2 fps, 5 % loss: scored after 2 s, `auto` left H.264 HR for LR + SR while HR was still
 # rising and came back through another IDR: 31.1 dB; after 5 s / 10 frames 33.1)
 SETTLE_S, SETTLE_FRAMES = 5.0, 10
+# On a link that loses packets (the sink sends parity) entering an H.264 mode needs 3 dB, not 1: its IDR is the unit
+# a loss hurts most and the picture builds up again. 19.2 kbit/s, 2 fps, 5 % loss, three 13 s segments of the
+# shared clip, 5 draws: with 1 dB `auto` went to LR + SR at a scene change and made 33.17 / 31.75 / 31.18 dB (one
+# draw showed 16 dB for 8 s after a loss in the new stream); with 3 dB it stayed on H.264 HR: 32.85 / 33.22 / 32.68.
+LOSSY_VIDEO_HYSTERESIS_DB = 3.0
 
 
 class ModeChooser:
@@ -167,5 +173,6 @@ def attach(sink, upscaler, modes) -> ModeChooser:
 
     sink.chooser = ModeChooser(upscaler, budget, codec=sink.codec, tile=sink.tile, mtu=sink.mtu, modes=modes,
                                fps=sink.fps, video_bitrate=sink.video_bitrate(), refresh_s=REFRESH_S,
-                               video_mtu=sink.video_mtu)
+                               video_mtu=sink.video_mtu,
+                               video_hysteresis_db=LOSSY_VIDEO_HYSTERESIS_DB if sink.fec else 1.0)
     return sink.chooser
