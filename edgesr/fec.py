@@ -61,6 +61,13 @@ def _symbols(total: int) -> tuple[int, int]:
     return -(-total // size), size
 
 
+def _payload(longest: float, head: float) -> float:
+    """Bytes of parity symbols in one parity packet: as long as the longest data packet, unless its header (the
+    block's packet list) takes more than half of that; then the header comes on top (parity packets of one symbol
+    each would repeat it)."""
+    return longest - head if 2 * head <= longest else longest
+
+
 def protect(packets: list[bytes], parity: float) -> list[bytes]:
     """Parity packets for data ``packets`` of one stream (one frame's, or those of up to MAX_SPAN consecutive
     frames, in order; send them after the data) that rebuild any round(``parity``) of them (at least one), the
@@ -82,9 +89,7 @@ def protect(packets: list[bytes], parity: float) -> list[bytes]:
     longest, lengths = max(map(len, packets)), sorted(map(len, packets))
     entries = b"".join(ENTRY.pack(len(p), _crc_of(p)) for p in packets)
     head = HEAD.size + len(entries) + CRC.size
-    # symbols in a parity packet: as long as the longest data packet, unless its header (the packet list) takes
-    # more than half of that: then the header comes on top (a parity packet of one symbol each would repeat it)
-    room = max(1, (longest - head if 2 * head <= longest else longest) // size)
+    room = max(1, int(_payload(longest, head)) // size)  # symbols in a parity packet
     # any n lost packets: the n longest, each erasing at most ceil(L / size) + 1 symbols; fewer where the parity
     # would weigh more than the block (many small packets: symbols longer than a packet, a long list in each)
     n = max(1, int(round(parity)))
@@ -125,7 +130,7 @@ def parity_ratio(share: float, frame_bytes: float, packet: int, max_frames: int 
     size = max(1.0, block / DATA_SYMBOLS)
     symbols = n * (math.ceil(longest / size) + 1) * size
     head = HEAD.size + k * ENTRY.size + CRC.size
-    return (symbols + math.ceil(symbols / max(size, longest - head)) * head) / block
+    return (symbols + math.ceil(symbols / max(size, _payload(longest, head))) * head) / block
 
 
 class Protector:
@@ -197,13 +202,12 @@ class _Group:
     data: dict = field(default_factory=dict)     # packet index -> data packet
     parity: dict = field(default_factory=dict)   # symbol number (K..K+m-1) -> parity symbol
     done: bool = False
+    at: list = field(init=False)                 # where each data packet starts in the block, and its end
 
-    def offsets(self) -> list[int]:
-        out, at = [], 0
+    def __post_init__(self):
+        self.at = [0]
         for length, _ in self.entries:
-            out.append(at)
-            at += length
-        return out + [at]
+            self.at.append(self.at[-1] + length)
 
 
 class Recovery:
@@ -277,7 +281,7 @@ class Recovery:
         blocks = tuple(known[j] if j < g.K else g.parity[j] for j in have)
         block = b"".join(bytes(b) for b in zfec.Decoder(g.K, g.K + g.m).decode(blocks, tuple(have)))
         g.done = True
-        at, out = g.offsets(), []
+        at, out = g.at, []
         for i, (length, crc) in enumerate(g.entries):
             p = block[at[i]:at[i] + length]
             if i not in g.data and _crc_of(p) == crc:
@@ -289,7 +293,7 @@ class Recovery:
     def _known(g: _Group) -> dict[int, bytes]:
         """Data symbols that runs of consecutive packets that arrived cover whole (the padding past the block's end
         is zeros); memory in proportion to what arrived."""
-        at, s, out, i = g.offsets(), g.size, {}, 0
+        at, s, out, i = g.at, g.size, {}, 0
         while i < g.k:
             j = i
             while j < g.k and j in g.data:

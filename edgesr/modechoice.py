@@ -49,12 +49,12 @@ SETTLE_S, SETTLE_FRAMES = 5.0, 10
 # a loss hurts most and the picture builds up again. 19.2 kbit/s, 2 fps, 5 % loss, three 13 s segments of the
 # shared clip, 5 draws: with 1 dB `auto` went to LR + SR at a scene change and made 33.17 / 31.75 / 31.18 dB (one
 # draw showed 16 dB for 8 s after a loss in the new stream); with 3 dB it stayed on H.264 HR: 32.85 / 33.22 / 32.68.
-LOSSY_VIDEO_HYSTERESIS_DB = 3.0
+VIDEO_HYSTERESIS_DB, LOSSY_VIDEO_HYSTERESIS_DB = 1.0, 3.0
 
 
 class ModeChooser:
     def __init__(self, upscaler, budget_bytes: float, codec: str = "webp", tile: int = 64, mtu: int = 1200,
-                 every_s: float = 5.0, hysteresis_db: float = 0.3, video_hysteresis_db: float = 1.0,
+                 every_s: float = 5.0, hysteresis_db: float = 0.3, video_hysteresis_db: float = VIDEO_HYSTERESIS_DB,
                  scene_change: float = 12.0,
                  modes=("hr", "lr"), fps: float = 2.0, video_bitrate: float = 0.0, refresh_s: float = 10.0,
                  video_mtu: int | None = None):
@@ -174,5 +174,5 @@ def attach(sink, upscaler, modes) -> ModeChooser:
     sink.chooser = ModeChooser(upscaler, budget, codec=sink.codec, tile=sink.tile, mtu=sink.mtu, modes=modes,
                                fps=sink.fps, video_bitrate=sink.video_bitrate(), refresh_s=REFRESH_S,
                                video_mtu=sink.video_mtu,
-                               video_hysteresis_db=LOSSY_VIDEO_HYSTERESIS_DB if sink.fec else 1.0)
+                               video_hysteresis_db=LOSSY_VIDEO_HYSTERESIS_DB if sink.fec else VIDEO_HYSTERESIS_DB)
     return sink.chooser

@@ -63,8 +63,9 @@ def stream_bitrate(link_bps: float, mtu: int, key: bytes | None = None, fec: flo
     frame = link_bps * LINK_SHARE / 8 / fps  # bytes per frame on the link
     if fec > 0:
         budget = frame - mtu / (REFRESH_S * fps)
-        ratio = parity_ratio(fec, budget / (1 + fec), mtu, block_frames(fps))  # it depends on the frame size:
-        ratio = max(ratio, parity_ratio(fec, budget / (1 + ratio), mtu, block_frames(fps)))  # the larger of two
+        span = block_frames(fps)
+        ratio = parity_ratio(fec, budget / (1 + fec), mtu, span)  # it depends on the frame size it protects:
+        ratio = max(ratio, parity_ratio(fec, budget / (1 + ratio), mtu, span))  # the larger of two estimates
         frame = budget / (1 + ratio)
     k = max(1, math.ceil(frame / mtu))
     return max(frame - k * (mtu - payload_room(mtu, key)), 64) * 8 * fps
