@@ -12,6 +12,7 @@ import numpy as np
 
 from .codec import CODEC_NAMES, decode
 from .errors import ConfigError, ProtocolError
+from .fec import MAX_SPAN
 from .protocol import FLAG_LR, H264, Packet, seq_diff, seq_newer
 
 
@@ -128,7 +129,9 @@ class FrameAssembler:
     def _place(self, f: dict, p: Packet, now: float) -> bool:
         """Put packet ``p`` into frame ``f`` (False: it does not belong there, counted)."""
         f["last"] = now
-        first = f["first"] = f["first"] or p  # a unit lost whole waits as a placeholder without packets
+        if f["first"] is None:  # a unit lost whole waits as a placeholder; FEC rebuilt it: its packets count
+            self.stats["units_lost"] -= 1  # in _show like any unit's, so it is no longer a unit lost whole
+        first = f["first"] = f["first"] or p
         if (p.frame_w, p.frame_h, p.tile_count, p.scale, p.flags & FLAG_LR, p.sent) != \
                 (first.frame_w, first.frame_h, first.tile_count, first.scale, first.flags & FLAG_LR, first.sent):
             self.stats["bad_tiles"] += 1
@@ -184,7 +187,7 @@ class FrameAssembler:
         twin = self._twin(f) if first.codec == H264 and self.recovery is not None else None
         prev = seq_diff(first.seq, first.x)  # H.264: the unit sent before this one (x: its distance)
         whole = first.codec == H264 and first.x and last is not None and seq_newer(prev, last)  # lost whole
-        # a unit lost whole counts as one lost packet in the loss estimate (with FEC, one rebuilt later counts again)
+        # a unit lost whole counts as one lost packet in the loss estimate (un-counted if FEC rebuilds it: _place)
         self.stats["units_lost"] += int(bool(whole))
         if first.codec == H264 and self.recovery is not None and self.recovery.protects(stream, first.seq):
             complete = self._complete(f)
@@ -217,8 +220,6 @@ class FrameAssembler:
         """The concealing twin's picture of unit ``f`` (None: it has none yet). The twin runs only for streams that
         send parity (a clean stream is not decoded twice); it starts with the last units that came before the
         first parity (kept: at most MAX_SPAN + 1), so it usually starts at the stream's IDR."""
-        from .fec import MAX_SPAN
-
         stream = f["first"].stream
         if stream not in self.twin:
             if stream not in self.video and len(self.video) >= self.limits.max_video_streams:
@@ -248,8 +249,6 @@ class FrameAssembler:
     def _drain(self, stream: int, now: float, give_up: bool = False) -> list[Frame]:
         """Decode the waiting H.264 units of ``stream`` in order, up to one that is incomplete while its parity may
         still come (a parity block covers MAX_SPAN frames at most)."""
-        from .fec import MAX_SPAN
-
         q, out = self.held.get(stream, []), []
         while q:
             if not give_up and not self._complete(q[0]) and seq_diff(q[-1]["seq"], q[0]["seq"]) < MAX_SPAN \

@@ -219,6 +219,36 @@ def test_the_receiver_suggests_no_parity_for_small_frames(clip):
         assert s["suggested_fec"] == (pytest.approx(5 * s["packet_loss"], abs=0.01) if wide else 0.0), s
 
 
+def test_units_fec_rebuilt_count_once_in_the_loss_estimate(clip):
+    """A thin stream with parity (one packet a frame), every 6th data packet lost: each is a unit lost whole, most
+    are rebuilt. The receiver's loss is what the link lost, not the losses plus the rebuilt units again."""
+    import socket
+    import time
+
+    from edgesr.fec import is_parity
+    from edgesr.linksim import free_port
+    from edgesr.receiver import Receiver
+
+    port = free_port()
+    rx = Receiver(f"udp://127.0.0.1:{port}", upscale=False, latest_only=False)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sent = [p for pk in stream(clip[:20], bitrate=19200, fec=0.25) for p in pk]
+    data = [n for n, p in enumerate(sent) if not is_parity(p)]
+    lost = set(data[3:-2:6])  # not the last units: a unit lost whole shows by the gap to the next one
+    try:
+        for n, p in enumerate(sent):
+            if n not in lost:
+                tx.sendto(p, ("127.0.0.1", port))
+                time.sleep(0.002)
+        frames = sum(1 for _ in rx.frames(timeout=1.0))
+        s = rx.summary()
+    finally:
+        tx.close()
+        rx.close()
+    assert frames >= 16 and s["fec_recovered"] >= 2, s
+    assert s["packet_loss"] == pytest.approx(len(lost) / len(data), abs=0.02), s
+
+
 def test_a_hardware_encoder_that_does_not_open_falls_back_to_libx264(clip, caplog):
     from pathlib import Path
 
