@@ -430,3 +430,22 @@ def test_the_robot_upscales_h264_lr_with_the_model_trained_for_it(clip):
             rx.close()
         assert [e.path.stem for e in rx.engines.values()] == [want] and len(got) == 3
         assert got[-1].image.shape == clip[0].shape and got[-1].codec == "h264" and got[-1].scale == 4
+
+
+def test_the_back_channel_simulation_sends_an_idr_after_a_loss(clip):
+    """benchmarks/thin_lossy.py's closed loop: on a clean link it shows what the open-loop study shows; after a lost
+    packet the device's next unit is an IDR (NAL type 5) and the robot has its picture back."""
+    import thin_lossy
+
+    frames = clip[:10]
+    mk = lambda: Sink("t", topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=57600)
+    clean = thin_lossy.closed_loop(frames, mk(), 2.0, 0.0, 1, 0)
+    ref = video_study.deliver(video_study.sink_stream(mk(), frames, 2.0, 1), 0.0, 1)
+    assert all(np.array_equal(a, b) for a, b in zip(clean, ref))
+    sink, units = mk(), []
+    real = sink.packets
+    sink.packets = lambda f: units.append(real(f)) or units[-1]
+    lossy = thin_lossy.closed_loop(frames, sink, 2.0, 0.3, 3, 0)
+    idr = [k for k, pk in enumerate(units) if k and any(b"\x00\x00\x01\x65" in decode_packet(p).payload for p in pk)]
+    assert idr, "no IDR after a loss"
+    assert psnr_y(lossy[-1], frames[-1], 4) > 30
