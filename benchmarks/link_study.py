@@ -160,6 +160,7 @@ def main() -> None:
     ap.add_argument("--fec", default="0", help="--video-live: parity shares to compare, e.g. 0,0.25,0.5")
     ap.add_argument("--mtu", type=int, default=1200, help="--video-live: packet size on the link")
     ap.add_argument("--rs", default="0", help="--video-live: Reed-Solomon bytes per 255 in each serial frame, e.g. 0,16")
+    ap.add_argument("--feedback", default="1", help="--video-live: the robot asks for refreshes (1) or not (0), e.g. 0,1")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     if a.video:
@@ -169,9 +170,10 @@ def main() -> None:
         out = a.json or a.out / "link_video.json"
         if a.video_live:
             runs = [video_study.live(a.video, a.model, float(b), float(f), float(v), a.live_seconds, float(c), float(e),
-                                     a.mtu, int(r))
+                                     a.mtu, int(r), fb == "1")
                     for b in a.bitrates.split(",") for f in str(a.fps).split(",") for v in a.loss.split(",")
-                    for c in a.corrupt.split(",") for e in a.fec.split(",") for r in a.rs.split(",")]
+                    for c in a.corrupt.split(",") for e in a.fec.split(",") for r in a.rs.split(",")
+                    for fb in a.feedback.split(",")]
             for r in runs:
                 print(json.dumps(r))
             out.write_text(json.dumps({"video": a.video.name, "live": runs}, indent=1))

@@ -1,6 +1,6 @@
 """What might rescue a thin link with loss (the README's "Why those two cells stay short"): H.264 HR as `serve`
 sends it, against a different refresh sweep, H.264 at half resolution + the shipped x2 model, and a simulated back
-channel (the robot asks for an IDR when a packet is lost; the device sends one ``--delay`` frames later). PSNR-Y at
+channel (the robot asks for an IDR when it lost a unit for good; the device's Sink.on_request decides). PSNR-Y at
 the robot, mean over each draw's shown frames, clean and at ``--loss`` over ``--draws`` loss draws.
 
     python benchmarks/thin_lossy.py --video ../shared/data/video/one-by-one-person-detection.mp4 \\
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from pathlib import Path
 
@@ -21,39 +20,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import video_study as vs  # noqa: E402
 from edgesr import video  # noqa: E402
-from edgesr.assembly import FrameAssembler  # noqa: E402
-from edgesr.fec import Recovery, is_parity  # noqa: E402
 from edgesr.metrics import psnr_y  # noqa: E402
 from edgesr.modechoice import downscale  # noqa: E402
-from edgesr.protocol import decode_packet  # noqa: E402
-from edgesr.transports.base import OutFrame, Sink  # noqa: E402
+from edgesr.transports.base import Sink  # noqa: E402
 
 
 def shown_db(shown, hrs, finish=lambda im: im) -> float:
     ps = [psnr_y(finish(a), h, vs.S) for a, h in zip(shown, hrs) if a is not None]
     return float(np.mean(ps)) if ps else float("nan")  # nan: the robot never had a picture
-
-
-def closed_loop(hrs, sink, fps: float, loss: float, seed: int, delay: int) -> list:
-    """Frames shown when every lost packet makes the robot ask for an IDR, sent ``delay`` frames later."""
-    rnd, rec, shown, out, due = random.Random(seed), Recovery(), None, [], None
-    asm = FrameAssembler(recovery=rec, hold_s=10.0)  # time here counts frames
-    for k, img in enumerate(hrs):
-        if due is not None and k >= due:
-            sink.key_next()
-            due = None
-        lost = False
-        for raw in sink.packets(OutFrame(k + 1, int(k * 1e6 / fps), img, None, 1, 0.0)):
-            if rnd.random() < loss:
-                lost = True
-                continue
-            for p in rec.parity(raw) if is_parity(raw) else [raw]:
-                rec.data(p)
-                shown = next((f.image for f in reversed(asm.add(decode_packet(p), now=k))), shown)
-        shown = next((f.image for f in reversed(asm.expire(now=k + 1.0, max_age=0.5))), shown)
-        due = k + 1 + delay if lost and due is None else due
-        out.append(shown)
-    return out
 
 
 def main() -> None:
@@ -65,7 +39,6 @@ def main() -> None:
     ap.add_argument("--loss", type=float, default=0.05)
     ap.add_argument("--draws", type=int, default=16)
     ap.add_argument("--frames", type=int, default=64)
-    ap.add_argument("--delay", type=int, default=0, help="feedback: frames between a loss and the IDR")
     ap.add_argument("--try", dest="tries", nargs="+", default=["refresh:10", "half", "feedback"])
     a = ap.parse_args()
     hrs = vs.video_frames(a.video, a.fps, a.frames)
@@ -96,8 +69,8 @@ def main() -> None:
             report("half resolution + x2 SR", shown_db(vs.deliver(st, 0.0, 1), hrs, up),
                    [shown_db(vs.deliver(st, a.loss, sd), hrs, up) for sd in seeds])
         elif t == "feedback":
-            loop = lambda loss, sd: shown_db(closed_loop(hrs, sink(), a.fps, loss, sd, a.delay), hrs)
-            report(f"IDR on request, {a.delay} frame(s) later", loop(0.0, 1), [loop(a.loss, sd) for sd in seeds])
+            loop = lambda loss, sd: shown_db(vs.deliver_closed(sink(), hrs, a.fps, 1, loss, sd), hrs)
+            report("IDR on request (Sink.on_request)", loop(0.0, 1), [loop(a.loss, sd) for sd in seeds])
         else:
             ap.error(f"--try {t!r}: one of refresh:S[,S..], half, feedback")
 

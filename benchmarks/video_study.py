@@ -106,6 +106,29 @@ def deliver(stream, loss: float, seed: int):
     return out
 
 
+def deliver_closed(sink, srcs, fps: float, scale: int, loss: float, seed: int):
+    """What the robot has after each frame when it can talk back: the stream is made frame by frame (the product's
+    Sink.packets) and every refresh request the robot's assembler raises (a unit lost for good) reaches the sink
+    before its next frame, unless the back channel loses it too (same ``loss``). Time here counts frames."""
+    from edgesr.protocol import encode_request
+
+    rnd, back, rec, shown, out = random.Random(seed), random.Random(-seed), Recovery(), None, []
+    asm = FrameAssembler(recovery=rec, hold_s=10.0)  # back: the back channel's losses, apart from the stream's
+    for k, img in enumerate(srcs):
+        for raw in sink.packets(OutFrame(k + 1, int(k * 1e6 / fps), img, None, scale, 0.0)):
+            if rnd.random() < loss:
+                continue
+            for p in rec.parity(raw) if is_parity(raw) else [raw]:
+                rec.data(p)
+                shown = next((f.image for f in reversed(asm.add(decode_packet(p), now=k))), shown)
+        shown = next((f.image for f in reversed(asm.expire(now=k + 1.0, max_age=0.5))), shown)
+        for stream, seq in asm.refresh_due(k, every=fps, give_up=20 * fps):  # at most one request a second
+            if back.random() >= loss:
+                sink.on_request(encode_request(stream, seq), now=k / fps)
+        out.append(shown)
+    return out
+
+
 def lossy(deliver_fn, stream, loss: float, hrs, finish, seeds) -> float | None:
     """Mean score over loss draws (one draw moved H.264 under 5 % loss by up to 4.5 dB); one draw when clean."""
     runs = [score(deliver_fn(stream, loss, sd), hrs, finish) for sd in (seeds if loss > 0 else seeds[:1])]
@@ -178,6 +201,28 @@ def cell(hrs, eng, bitrate: float, fps: float, losses, seed: int = 1, draws: int
         rows[loss]["auto"] = {"psnr_y": round(float(np.mean(db)), 3), "kbps": kbps_of(stream, fps),
                               "fec": sink.fec, "modes": {str(m): modes.count(m) for m in sorted(set(modes), key=str)},
                               **chooser.stats}
+    # auto on a link that carries the robot's refresh requests back (udp, serial: Receiver(feedback=True), the
+    # default): a closed loop, so each loss draw makes its own stream; on a clean link nobody asks, it is auto
+    for loss in losses:
+        if loss == 0:
+            rows[loss]["auto_feedback"] = {**rows[loss]["auto"], "note": "no loss, no requests: the auto stream"}
+            continue
+        db, kb, idr = [], [], []
+        for sd in seeds:
+            sink = Sink("study", topology="measured", codec=best_cfg["edgesr_lr_sr"][0],
+                        tile=best_cfg["edgesr_lr_sr"][1], bitrate=bitrate, fps=fps, mtu=MTU,
+                        fec=parity_share(loss, bitrate / 8 / fps))
+            attach(sink, eng, MODES)
+            sent = []
+            real = sink.packets
+            sink.packets = lambda f: sent.append(real(f)) or sent[-1]
+            shown = deliver_closed(sink, hrs, fps, S, loss, sd)
+            finish = lambda img: eng.upscale(img) if img.shape[0] < hrs[0].shape[0] else img
+            db.append(np.mean([psnr_y(finish(img), hr, S) for img, hr in zip(shown, hrs) if img is not None]))
+            kb.append(kbps_of(sent, fps))
+            idr.append(sink.stats.get("refreshes", 0))
+        rows[loss]["auto_feedback"] = {"psnr_y": round(float(np.mean(db)), 3), "kbps": round(float(np.mean(kb)), 2),
+                                       "refreshes": round(float(np.mean(idr)), 2)}
     return [{"fps": fps, "bitrate": bitrate, "loss": loss, "frames": len(hrs), "modes": rows[loss]}
             for loss in losses]
 
@@ -198,23 +243,27 @@ def run(video: Path, eng, bitrates, fps_list, losses, n: int, out_json: Path) ->
 
 TABLE = [("h264_hr", "H.264 HR"), ("h264_lr_sr", "H.264 LR + SR"), ("edgesr_hr_tiles", "edgesr HR tiles"),
          ("edgesr_lr_sr", "edgesr LR + SR tiles"), ("edgesr_hr_cr", "edgesr HR replenished"),
-         ("edgesr_h264_hr", "edgesr H.264 HR"), ("edgesr_h264_lr_sr", "edgesr H.264 LR + SR"), ("auto", "`auto`")]
+         ("edgesr_h264_hr", "edgesr H.264 HR"), ("edgesr_h264_lr_sr", "edgesr H.264 LR + SR"), ("auto", "`auto`"),
+         ("auto_feedback", "`auto` + back channel")]
 
 
 def table(res: dict) -> str:
     """The README's markdown table: PSNR-Y per mode, bold = best in the row, and auto against the best H.264."""
-    head = "| link | " + " | ".join(t for _, t in TABLE) + " | auto - best H.264 | auto chose (frames) |"
+    head = ("| link | " + " | ".join(t for _, t in TABLE)
+            + " | auto - best H.264 (with back channel) | auto chose (frames) |")
     lines = [head, "|" + "---|" * (len(TABLE) + 3)]
     for r in sorted(res["rows"], key=lambda r: (r["loss"], r["fps"], r["bitrate"])):
         m = r["modes"]
-        vals = {n: m[n]["psnr_y"] for n, _ in TABLE}
+        vals = {n: m.get(n, {}).get("psnr_y") for n, _ in TABLE}
         top = max(v for v in vals.values() if v is not None)
         h264 = max(m[n]["psnr_y"] for n in ("h264_hr", "h264_lr_sr", "h264_lr_bicubic") if m[n]["psnr_y"] is not None)
         cells = ["does not fit" if v is None else (f"**{v:.2f}**" if v == top else f"{v:.2f}") for v in vals.values()]
         chose = ", ".join(f"{k} {v}" for k, v in m["auto"]["modes"].items() if k != "None")
         fec = f", fec {m['auto']['fec']:g}" if m["auto"]["fec"] else ""
         lines.append(f"| {r['bitrate'] / 1000:g} kbit/s, {r['fps']:g} fps, {r['loss']:.0%} loss | " + " | ".join(cells)
-                     + f" | {vals['auto'] - h264:+.2f} | {chose}{fec} |")
+                     + f" | {vals['auto'] - h264:+.2f}" + (f" ({vals['auto_feedback'] - h264:+.2f})" if r["loss"]
+                                                             and vals["auto_feedback"] is not None else "")
+                     + f" | {chose}{fec} |")
     return "\n".join(lines)
 
 
@@ -223,13 +272,16 @@ def plot(res: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = ["h264_hr", "h264_lr_sr", "edgesr_hr_tiles", "edgesr_lr_sr", "edgesr_h264_hr", "edgesr_h264_lr_sr", "auto"]
+    names = ["h264_hr", "h264_lr_sr", "edgesr_hr_tiles", "edgesr_lr_sr", "edgesr_h264_hr", "edgesr_h264_lr_sr", "auto",
+             "auto_feedback"]
     combos = sorted({(r["fps"], r["loss"]) for r in res["rows"]})
     fig, axes = plt.subplots(1, len(combos), figsize=(4.2 * len(combos), 3.8), squeeze=False)
     for ax, (fps, loss) in zip(axes[0], combos):
         rows = sorted((r for r in res["rows"] if r["fps"] == fps and r["loss"] == loss), key=lambda r: r["bitrate"])
-        for n, color in zip(names, ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:red", "tab:brown", "black")):
-            pts = [(r["bitrate"] / 1000, r["modes"][n]["psnr_y"]) for r in rows if r["modes"][n]["psnr_y"] is not None]
+        for n, color in zip(names, ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:red", "tab:brown", "black",
+                                    "tab:gray")):
+            pts = [(r["bitrate"] / 1000, r["modes"][n]["psnr_y"]) for r in rows
+                   if r["modes"].get(n, {}).get("psnr_y") is not None]
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=n, color=color, linestyle="--" if n.startswith("h264") else "-",
                         linewidth=2.5 if n == "auto" else 1.5, alpha=0.8 if n == "auto" else 1.0)
@@ -248,7 +300,7 @@ def plot(res: dict, path: Path) -> None:
 
 
 def live(video: Path, model, bitrate: float, fps: float, loss: float, seconds: float, corrupt: float = 0.0,
-         fec: float = 0.0, mtu: int = MTU, rs: int = 0) -> dict:
+         fec: float = 0.0, mtu: int = MTU, rs: int = 0, feedback: bool = True) -> dict:
     """The product end to end: serve's pipeline (video file source, topology 'measured' = what 'auto' resolves
     to on a budgeted link) -> a paced pty radio -> Receiver (SR at the robot); PSNR-Y against the true frame."""
     from edgesr.engine import Engine
@@ -265,7 +317,7 @@ def live(video: Path, model, bitrate: float, fps: float, loss: float, seconds: f
                      fps=fps, mtu=mtu, bitrate=bitrate * 0.8, fec=fec)
     attach(sink, Engine(model, threads=1), MODES)
     pipe = Pipeline(VideoFileSource(video, loop=False, fps=fps), None, [sink], scale=S)
-    rx = Receiver(f"serial://{link.rx}?{q}", upscale=True, model=model, latest_only=False)
+    rx = Receiver(f"serial://{link.rx}?{q}", upscale=True, model=model, latest_only=False, feedback=feedback)
     pipe.start()
     got, t0 = [], time.monotonic()
     for f in rx.frames(timeout=seconds):
@@ -280,6 +332,8 @@ def live(video: Path, model, bitrate: float, fps: float, loss: float, seconds: f
     ps = [psnr_y(img[:truth[seq].shape[0], :truth[seq].shape[1]], truth[seq], S) for seq, img in got
           if seq < len(truth) and img.shape[0] >= truth[seq].shape[0]]
     return {"bitrate": bitrate, "fps": fps, "loss": loss, "corrupt": corrupt, "fec": fec, "mtu": mtu, "rs": rs,
+            "feedback": feedback, "refresh_requests": rx.stats["refresh_requests"],
+            "refreshes": sink.stats.get("refreshes", 0),
             "seconds": round(el, 1), "frames": len(got), "fec_recovered": rx.recovery.stats["recovered"],
             "fps_delivered": round(len(got) / el, 2), "psnr_y": round(float(np.mean(ps)), 3) if ps else None,
             "link": state, "assembler": rx.assembler.stats}

@@ -92,7 +92,10 @@ class FrameAssembler:
         self.stats = {"frames": 0, "complete": 0, "partial": 0, "tiles_missing": 0, "duplicates": 0,
                       "late": 0, "bad_tiles": 0, "over_limit": 0, "no_picture": 0,
                       "no_decoder": 0, "packets_expected": 0, "packets_received": 0, "units_lost": 0, "waited": 0,
-                      "concealed": 0}
+                      "concealed": 0, "units_broken": 0}
+        # stream -> [newest seq, since, last request]: its decoder went on without a unit (or part of one) and shows
+        # the error until an IDR comes (or the refresh sweep heals it): what the robot asks the device to refresh
+        self.broken: dict[int, list] = {}
         self.last_over_limit: str | None = None
         self.last_error: str | None = None  # why the last undecodable tile or unit failed
 
@@ -210,6 +213,8 @@ class FrameAssembler:
         elif self.held.get(stream):
             self.held[stream].append(f)
             return self._drain(stream, now)
+        if whole:
+            self._broke(stream, prev, now)
         out = self._show(f, now)
         if twin is not None:
             self.agree[stream] = bool(out) and float(np.mean(np.abs(
@@ -256,6 +261,7 @@ class FrameAssembler:
                 break
             f = q.pop(0)
             if f["first"] is None:  # lost whole: the decoder goes on without it
+                self._broke(stream, f["seq"], now)
                 continue
             shown = self._show(f, now, count=not f.get("shown"))
             out += [] if f.get("shown") else shown  # the twin showed it on time: only the decoder catches up
@@ -275,6 +281,12 @@ class FrameAssembler:
         canvas = prev.copy() if self.fill_missing and prev is not None and prev.shape == shape \
             else np.zeros(shape, np.uint8)
         missing = self._video(f, canvas) if first.codec == H264 else self._tiles(f, canvas)
+        if first.codec == H264 and (missing is None or missing):  # concealed, or no picture yet
+            self._broke(stream, first.seq, now)
+        elif first.codec == H264 and f.get("idr"):  # a whole IDR: the picture is right again
+            self.broken.pop(stream, None)
+        elif first.codec == H264 and stream in self.broken and seq_newer(first.seq, self.broken[stream][0]):
+            self.broken[stream][0] = first.seq  # still broken as of this unit (the device's IDR was lost?)
         last = self.last_emitted.get(stream)
         if last is None or seq_newer(first.seq, last):
             self.last_emitted[stream] = first.seq
@@ -291,6 +303,24 @@ class FrameAssembler:
             self.stats["tiles_missing"] += max(0, lost)
         return [Frame(canvas, first.seq, first.timestamp_us / 1e6, stream, missing, bool(first.flags & FLAG_LR),
                       first.scale, now, codec=CODEC_NAMES.get(first.codec, "h264"))]
+
+    def _broke(self, stream: int, seq: int, now: float) -> None:
+        self.stats["units_broken"] += 1
+        b = self.broken.setdefault(stream, [seq, now, None])
+        b[0] = seq if seq_newer(seq, b[0]) else b[0]
+
+    def refresh_due(self, now: float, every: float = 1.0, give_up: float = 20.0) -> list[tuple[int, int]]:
+        """(stream, seq) for each H.264 stream whose picture is broken (seq: the newest unit it was broken at, so
+        the device can tell a request its last IDR already answered) and whose last refresh request is ``every``
+        seconds old (requests get lost too); after ``give_up`` seconds the refresh sweep has healed it."""
+        due = []
+        for stream, b in list(self.broken.items()):
+            if now - b[1] > give_up:
+                del self.broken[stream]
+            elif b[2] is None or now - b[2] >= every:
+                b[2] = now
+                due.append((stream, b[0]))
+        return due
 
     def _tiles(self, f: dict, canvas: np.ndarray) -> list[int]:
         """Decode a frame's tiles into ``canvas``; the indexes of those that did not arrive or decode."""
@@ -319,7 +349,7 @@ class FrameAssembler:
             return missing  # heals it (measured: 8 loss draws, 57.6 kbit/s): hold the last picture instead
         dec, decoders = None, self.video if decoders is None else decoders
         try:
-            from .video import H264Decoder
+            from .video import H264Decoder, has_idr
 
             dec = decoders.get(first.stream)
             if dec is None:
@@ -332,6 +362,7 @@ class FrameAssembler:
             unit = b"".join(t["frags"][j] for i, t in sorted(f["tiles"].items()) if i not in gone
                             for j in range(t["p"].nfrag))
             img = dec.decode(unit, (first.frame_w, first.frame_h)) if unit else None
+            f["idr"] = not missing and has_idr(unit)
         except (ProtocolError, ConfigError) as e:
             if decoders is self.video:  # the twin's errors are the same units' errors: counted once
                 self.stats["bad_tiles"] += 1

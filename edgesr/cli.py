@@ -278,7 +278,8 @@ def calibrate(config_path, seconds, out):
 @main.command()
 @click.argument("url", required=False)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="TOML with a [receiver] table (url, publish, record, key_file, model, upscale, fec_wait)")
+              help="TOML with a [receiver] table (url, publish, record, key_file, model, upscale, fec_wait, "
+                   "feedback)")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="write frames as PNGs")
 @click.option("--count", type=click.IntRange(1), default=None, help="stop after N frames")
 @click.option("--timeout", type=click.FloatRange(0.1), default=10.0, show_default=True,
@@ -288,6 +289,8 @@ def calibrate(config_path, seconds, out):
 @click.option("--model", default=None, help="model for SR at the receiver (default: shipped, by frame scale)")
 @click.option("--fec-wait", type=click.FloatRange(0, 60), default=None,
               help="seconds an H.264 unit with a lost packet waits for parity (default 5; 0: never wait)")
+@click.option("--no-feedback", is_flag=True,
+              help="never ask the device for a refresh (an IDR after an H.264 unit lost for good; udp, serial)")
 @click.option("--show", is_flag=True, help="display frames in a window (needs an OpenCV build with GUI)")
 @click.option("--all-frames", is_flag=True, help="keep every frame (recording) instead of skipping to the newest")
 @click.option("--publish", "publish", multiple=True,
@@ -295,8 +298,8 @@ def calibrate(config_path, seconds, out):
 @click.option("--record", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="record the frames as ROS 2 sensor_msgs/CompressedImage into this .mcap file")
 @friendly
-def receive(url, config_path, out, count, timeout, key_file, no_upscale, model, fec_wait, show, all_frames, publish,
-            record):
+def receive(url, config_path, out, count, timeout, key_file, no_upscale, model, fec_wait, no_feedback, show,
+            all_frames, publish, record):
     """Receive frames from a device (udp:// binds locally; tcp://, http:// connect; serial:// opens the port)
     and optionally republish them to ROS 2, Foxglove and MCAP (README, Robots)."""
     from .config import ReceiverConfig, load_receiver, read_key
@@ -316,7 +319,7 @@ def receive(url, config_path, out, count, timeout, key_file, no_upscale, model, 
         outputs.append(open_output(f"mcap://{Path(record).resolve()}"))
     rx = Receiver(url, key=read_key(key_file or rc.key_file), upscale=not no_upscale and rc.upscale,
                   model=model or rc.model or None, latest_only=not all_frames,
-                  fec_wait=rc.fec_wait if fec_wait is None else fec_wait)
+                  fec_wait=rc.fec_wait if fec_wait is None else fec_wait, feedback=rc.feedback and not no_feedback)
     try:
         for o in outputs:
             rx.attach(o)

@@ -89,6 +89,7 @@ class ReceiverConfig:
     model: str = ""
     upscale: bool = True
     fec_wait: float = 5.0  # seconds an H.264 unit with a lost packet may wait for parity (0: never wait)
+    feedback: bool = True  # ask the device for an IDR after a unit lost for good (udp, serial: the back channel)
 
 
 def load_receiver(path) -> ReceiverConfig:

@@ -6,6 +6,8 @@ free local port.
 
 A relay thread copies bytes from ``tx``'s master to ``rx``'s master at ``bitrate`` (8N1: 10 bits a byte),
 flips each byte with probability ``corrupt`` and drops whole 0x00-delimited frames with probability ``loss``.
+What the robot writes to ``rx`` (refresh requests: the back channel) reaches ``tx`` unpaced, with the same frame
+loss (``stats["back_frames"]``, ``stats["back_dropped"]``).
 ``arrivals`` records (time, nbytes) of what entered the link, to check a sender's pacing.
 """
 from __future__ import annotations
@@ -37,7 +39,8 @@ class PtyLink:
         self.tx, self.rx = os.ttyname(tx_slave), os.ttyname(rx_slave)
         self._slaves = (tx_slave, rx_slave)  # kept open so the ptys survive reopen by the endpoints
         self.arrivals: list[tuple[float, int]] = []
-        self.stats = {"bytes_in": 0, "bytes_out": 0, "corrupted": 0, "frames_dropped": 0}
+        self.stats = {"bytes_in": 0, "bytes_out": 0, "corrupted": 0, "frames_dropped": 0, "back_frames": 0,
+                      "back_dropped": 0}
         self.stop = threading.Event()
         self.cut = threading.Event()  # set: the link is down (bytes vanish)
         self.thread = threading.Thread(target=self._relay, name="ptylink", daemon=True)
@@ -48,10 +51,12 @@ class PtyLink:
 
     def _relay(self) -> None:
         byte_time = 10.0 / self.bitrate if self.bitrate else 0.0
-        pending, dropping, t_free = bytearray(), False, time.monotonic()
+        pending, dropping, t_free, back = bytearray(), False, time.monotonic(), bytearray()
         while not self.stop.is_set():
-            r, _, _ = select.select([self.tx_master], [], [], 0.02)
-            if r:
+            r, _, _ = select.select([self.tx_master, self.rx_master], [], [], 0.02)
+            if self.rx_master in r:
+                self._back(back)
+            if self.tx_master in r:
                 try:
                     data = os.read(self.tx_master, 4096)
                 except OSError:
@@ -84,6 +89,24 @@ class PtyLink:
                     t_free = max(t_free + n * byte_time, now - 0.05) if byte_time else now
             else:
                 t_free = max(t_free, time.monotonic() - 0.05)
+
+    def _back(self, buf: bytearray) -> None:
+        """Robot -> device: whole 0x00-delimited frames, each lost with probability ``loss``."""
+        try:
+            buf += os.read(self.rx_master, 4096)
+        except OSError:
+            return
+        *frames, rest = bytes(buf).split(b"\x00")
+        buf[:] = rest[-4096:]
+        for fr in frames:
+            self.stats["back_frames"] += 1
+            if self.cut.is_set() or (self.loss and self.rng.random() < self.loss):
+                self.stats["back_dropped"] += 1
+                continue
+            try:
+                os.write(self.tx_master, fr + b"\x00")
+            except OSError:
+                pass
 
     def max_window_bytes(self, window: float = 2.0) -> int:
         """Most bytes that entered the link in any ``window`` seconds."""

@@ -9,7 +9,7 @@ import numpy as np
 from .errors import EdgeSRError, ProtocolError
 from .fec import Recovery, is_parity
 from .assembly import Frame, FrameAssembler, Limits
-from .protocol import AuthError, decode_packet
+from .protocol import AuthError, decode_packet, encode_request
 from .transports import open_reader, parse_url
 
 log = logging.getLogger("edgesr.receiver")
@@ -21,10 +21,13 @@ class Receiver:
 
     def __init__(self, url: str, key: bytes | None = None, upscale: bool = True, model: str | None = None,
                  backend: str = "auto", threads: int | None = None, max_age: float = 0.5, latest_only: bool = True,
-                 limits: Limits | None = None, fec_wait: float = 5.0):
+                 limits: Limits | None = None, fec_wait: float = 5.0, feedback: bool = True):
         self.url, self.key, self.upscale, self.model = url, key, upscale, model
         self.backend, self.threads, self.max_age = backend, threads, max_age
         self.latest_only = latest_only  # a robot wants the newest frame: skip superseded ones, never queue
+        # feedback: where the link carries bytes back (udp, serial), ask the device for an IDR when an H.264 unit is
+        # lost for good (the picture would show the error until the refresh sweep heals it)
+        self.feedback = feedback
         self.endpoint = parse_url(url)
         self.scheme = self.endpoint.scheme
         self.reader = None if self.scheme == "http" else open_reader(self.endpoint)
@@ -36,7 +39,7 @@ class Receiver:
                                         hold_s=fec_wait)
         self.engines: dict = {}  # (scale, codec) -> Engine
         self.stats = {"packets": 0, "bytes": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0,
-                      "skipped": 0, "upscale_errors": 0}
+                      "skipped": 0, "upscale_errors": 0, "refresh_requests": 0}
         self.latencies: list[float] = []
         self.outputs: list = []  # edgesr.outputs: ROS 2, Foxglove, MCAP (each with its own slot and thread)
         self._closed = False
@@ -94,6 +97,10 @@ class Receiver:
                 for data in self.recovery.parity(raw) if is_parity(raw) else [raw]:
                     got += self._packet(data)
             got += self.assembler.expire(time.monotonic(), self.max_age)
+            if self.feedback and hasattr(self.reader, "send_back"):
+                for stream, seq in self.assembler.refresh_due(time.monotonic()):
+                    self.reader.send_back(encode_request(stream, seq, self.key))
+                    self.stats["refresh_requests"] += 1
             if self.latest_only and len(got) > 1:
                 self.stats["skipped"] += len(got) - 1
                 got = got[-1:]

@@ -31,6 +31,11 @@ REFRESH_S = 10.0  # intra refresh period (s): see the module text
 LINK_SHARE = 0.94  # of the link's bit/s an H.264 stream plans to fill (see stream_bitrate)
 FEC_PACKET = 700  # bytes: H.264 packet size where the sink sends parity (see packet_size)
 SLOW_PIXEL_RATE = 2_000_000  # pixels/s up to which x264 runs preset "slow" (see pick_preset)
+# A robot that lost a unit for good asks for an IDR (the back channel: Sink.on_request). Simulated on the shared
+# clip, H.264 HR, 5 % loss, 16 draws (benchmarks/thin_lossy.py --try feedback): 19.2 kbit/s 2 fps (1200 link bytes
+# a frame) 34.55 dB against 29.87 without; 5 fps (480 bytes) 31.43 against 33.69: there an IDR weighs 3-4 frames
+REFRESH_MIN_FRAME = 600  # link bytes a frame under which the device ignores refresh requests
+REFRESH_GAP_S = 1.0  # at most one requested IDR a second, whatever robots ask (or a forger with the key)
 
 
 def _av():
@@ -203,6 +208,16 @@ class H264Decoder:
             raise ProtocolError(f"H.264 picture is {f.width}x{f.height}, packet says {size[0]}x{size[1]}")
         self.pictures += 1
         return f.to_ndarray(format="rgb24")
+
+
+def has_idr(unit: bytes) -> bool:
+    """Whether an Annex B access unit carries an IDR slice (NAL type 5): a robot's picture is whole again."""
+    i = unit.find(b"\x00\x00\x01")
+    while 0 <= i < len(unit) - 3:
+        if unit[i + 3] & 0x1F == 5:
+            return True
+        i = unit.find(b"\x00\x00\x01", i + 3)
+    return False
 
 
 # -- packets: an access unit as protocol packets (pure functions of bytes, like edgesr.protocol) -------------

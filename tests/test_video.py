@@ -432,20 +432,142 @@ def test_the_robot_upscales_h264_lr_with_the_model_trained_for_it(clip):
         assert got[-1].image.shape == clip[0].shape and got[-1].codec == "h264" and got[-1].scale == 4
 
 
-def test_the_back_channel_simulation_sends_an_idr_after_a_loss(clip):
-    """benchmarks/thin_lossy.py's closed loop: on a clean link it shows what the open-loop study shows; after a lost
-    packet the device's next unit is an IDR (NAL type 5) and the robot has its picture back."""
-    import thin_lossy
+def test_a_unit_lost_for_good_raises_refresh_requests_until_an_idr(clip):
+    """No FEC: a unit lost whole breaks the robot's picture; the assembler asks for a refresh once a second (the
+    request may be lost too) until a whole IDR arrives, which clears it."""
+    from edgesr.video import has_idr
 
-    frames = clip[:10]
-    mk = lambda: Sink("t", topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=57600)
-    clean = thin_lossy.closed_loop(frames, mk(), 2.0, 0.0, 1, 0)
-    ref = video_study.deliver(video_study.sink_stream(mk(), frames, 2.0, 1), 0.0, 1)
-    assert all(np.array_equal(a, b) for a, b in zip(clean, ref))
-    sink, units = mk(), []
-    real = sink.packets
-    sink.packets = lambda f: units.append(real(f)) or units[-1]
-    lossy = thin_lossy.closed_loop(frames, sink, 2.0, 0.3, 3, 0)
-    idr = [k for k, pk in enumerate(units) if k and any(b"\x00\x00\x01\x65" in decode_packet(p).payload for p in pk)]
-    assert idr, "no IDR after a loss"
-    assert psnr_y(lossy[-1], frames[-1], 4) > 30
+    sink = Sink("t", topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=115200)
+    units = [video_study.sink_stream(sink, clip[:6], 2.0, 1)]
+    asm = FrameAssembler()
+    for k, pk in enumerate(units[0]):
+        if k != 3:  # unit 4 (seq 4) never arrives
+            for raw in pk:
+                asm.add(decode_packet(raw), now=k)
+    assert asm.stats["units_broken"] == 1 and list(asm.broken) == [0]
+    assert asm.refresh_due(6.0) == [(0, 6)] and asm.refresh_due(6.5) == [] and asm.refresh_due(7.0) == [(0, 6)]
+    sink.key_next()  # what a request does on the device
+    idr = sink.packets(OutFrame(7, int(3.5e6), clip[6], None, 1, 0.0))
+    assert has_idr(b"".join(decode_packet(p).payload for p in idr))
+    for raw in idr:
+        asm.add(decode_packet(raw), now=8)
+    assert not asm.broken and asm.refresh_due(9.0) == []
+
+
+def test_the_device_honours_refresh_requests_where_an_idr_pays(clip):
+    """Sink.on_request: an IDR next, at most one a second, none on a link thinner than REFRESH_MIN_FRAME bytes a
+    frame (there an IDR costs more than the loss); garbage and other streams' requests are not obeyed."""
+    from edgesr.protocol import encode_request
+    from edgesr.video import REFRESH_MIN_FRAME, has_idr
+
+    def unit_after(sink, raw, now):
+        sink.on_request(raw, now=now)
+        return b"".join(decode_packet(p).payload for p in sink.packets(OutFrame(9, 0, clip[1], None, 1, 0.0)))
+
+    for bitrate, fps, obeys in ((57600, 2.0, True), (19200, 5.0, False)):
+        sink = Sink("t", topology="source", codec="h264", fps=fps, mtu=1200, bitrate=bitrate)
+        assert (bitrate / 8 / fps >= REFRESH_MIN_FRAME) == obeys
+        sink.packets(OutFrame(1, 0, clip[0], None, 1, 0.0))
+        assert has_idr(unit_after(sink, encode_request(0, 1), 10.0)) == obeys
+        assert sink.stats["refresh_requests"] == 1 and sink.stats.get("refreshes", 0) == int(obeys)
+    assert not has_idr(unit_after(sink, encode_request(0, 1), 10.5))  # thin link
+    sink = Sink("t", topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=57600)
+    sink.packets(OutFrame(1, 0, clip[0], None, 1, 0.0))
+    assert has_idr(unit_after(sink, encode_request(0, 1), 10.0))
+    assert not has_idr(unit_after(sink, encode_request(0, 9), 10.5))  # within a second of the last
+    assert not has_idr(unit_after(sink, encode_request(0, 1), 12.0))  # lost before the last IDR: it healed that
+    assert has_idr(unit_after(sink, encode_request(0, 9), 12.0)) and sink.stats["refreshes"] == 2
+    wide = Sink("t", topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=57600, key=b"k" * 32)
+    wide.packets(OutFrame(1, 0, clip[0], None, 1, 0.0))
+    assert not has_idr(unit_after(wide, encode_request(0, 1), 1.0))  # unsigned, while the link has a key
+    assert not has_idr(unit_after(wide, encode_request(5, 1, b"k" * 32), 2.0))  # another stream's
+    assert wide.stats["bad_requests"] == 1 and has_idr(unit_after(wide, encode_request(0, 1, b"k" * 32), 3.0))
+
+
+def test_the_robot_asks_for_a_refresh_over_a_lossy_serial_radio(clip):
+    """Real pyserial over a simulated radio (pty, both directions lose 20 % of frames): the robot's requests reach
+    the device, which sends IDRs; with feedback off it asks for nothing."""
+    import threading
+    import time
+
+    from edgesr.linksim import PtyLink
+    from edgesr.receiver import Receiver
+    from edgesr.transports import open_sink
+
+    for feedback in (True, False):
+        link = PtyLink(bitrate=0, loss=0.2, seed=4).start()
+        sink = open_sink(f"serial://{link.tx}?baud=115200", topology="source", codec="h264", fps=4.0,
+                         bitrate=57600).start()
+        rx = Receiver(f"serial://{link.rx}?baud=115200", upscale=False, latest_only=False, feedback=feedback)
+        got = []
+        t = threading.Thread(target=lambda: got.extend(rx.frames(timeout=2.0)))
+        t.start()
+        try:
+            for k, img in enumerate(clip * 2):
+                sink.submit(OutFrame(k + 1, int(time.time() * 1e6), img, None, 1, time.monotonic()))
+                time.sleep(0.25)
+            time.sleep(1.0)
+        finally:
+            rx.close()
+            t.join(5)
+            sink.close()
+            link.close()
+        assert got and link.stats["frames_dropped"] > 0
+        if feedback:
+            assert rx.stats["refresh_requests"] >= 1 and link.stats["back_frames"] == rx.stats["refresh_requests"]
+            assert sink.stats.get("refreshes", 0) >= 1
+        else:
+            assert rx.stats["refresh_requests"] == 0 and "refresh_requests" not in sink.stats
+
+
+def test_refresh_requests_go_back_over_udp(clip):
+    """Real UDP on loopback through a relay that loses every 7th datagram to the robot: the robot's requests go to
+    where the stream comes from (the relay), which passes them back to the device's socket."""
+    import select
+    import socket
+    import threading
+    import time
+
+    from edgesr.linksim import free_port
+    from edgesr.receiver import Receiver
+    from edgesr.transports import open_sink
+
+    relay_in, relay_out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET,
+                                                                                        socket.SOCK_DGRAM)
+    relay_in.bind(("127.0.0.1", 0))
+    rx_port, stop, device, n = free_port(), threading.Event(), [None], [0]
+
+    def relay():
+        while not stop.is_set():
+            for s in select.select([relay_in, relay_out], [], [], 0.05)[0]:
+                data, addr = s.recvfrom(65535)
+                if s is relay_in:
+                    device[0], n[0] = addr, n[0] + 1
+                    if n[0] % 7:
+                        relay_out.sendto(data, ("127.0.0.1", rx_port))
+                elif device[0]:
+                    relay_in.sendto(data, device[0])  # robot -> device
+
+    t = threading.Thread(target=relay, daemon=True)
+    t.start()
+    rx = Receiver(f"udp://127.0.0.1:{rx_port}", upscale=False, latest_only=False)
+    sink = open_sink(f"udp://127.0.0.1:{relay_in.getsockname()[1]}", topology="source", codec="h264", fps=4.0,
+                     bitrate=57600).start()
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(rx.frames(timeout=2.0)))
+    reader.start()
+    try:
+        for k, img in enumerate(clip):
+            sink.submit(OutFrame(k + 1, int(time.time() * 1e6), img, None, 1, time.monotonic()))
+            time.sleep(0.25)
+        time.sleep(0.5)
+    finally:
+        rx.close()
+        reader.join(5)
+        sink.close()
+        stop.set()
+        t.join(2)
+        relay_in.close()
+        relay_out.close()
+    assert got and rx.stats["refresh_requests"] >= 1
+    assert sink.stats["refresh_requests"] >= 1 and sink.stats["refreshes"] >= 1

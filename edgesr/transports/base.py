@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
-from ..protocol import encode_frame, seq_diff
+from ..protocol import encode_frame, seq_diff, seq_newer
 from ..video import encode_unit
 from ..ratecontrol import RateController
 from ..slot import Slot, consume
@@ -56,7 +56,7 @@ class Sink:
         self.thread = threading.Thread(target=self._loop, name=f"sink {self.url}", daemon=True)
         self.chooser = None  # set for topology 'measured' (service.build)
         self.fec, self.protector, self.last_unit = fec, None, None  # parity packets per data packet (edgesr.fec.Protector)
-        self.replenisher = None
+        self.replenisher, self.last_refresh = None, None  # (time, last unit before it) of the last requested IDR
         if replenish > 0:  # conditional replenishment (edgesr.replenish): changed tiles + `refresh` stale ones
             from ..replenish import Replenisher
             self.replenisher = Replenisher(tile, replenish, refresh)
@@ -121,6 +121,33 @@ class Sink:
                 self.protector = Protector(self.fec, max_frames=block_frames(self.fps))
             pk = pk + self.protector.add(pk, key=key, alone=unit is None)  # key: only ever set for H.264 units
         return pk
+
+    def on_request(self, raw: bytes, now: float | None = None) -> None:
+        """A robot's refresh request (edgesr.protocol.encode_request: it lost an H.264 unit for good): the next unit
+        is an IDR, at most one every REFRESH_GAP_S and none for a unit lost before the last one (robots on one
+        multicast stream share it), and only where a frame has REFRESH_MIN_FRAME link bytes or more (an IDR weighs
+        several frames of a thinner link: it cost more than the loss healed)."""
+        from ..errors import ProtocolError
+        from ..protocol import decode_request
+        from ..video import REFRESH_GAP_S, REFRESH_MIN_FRAME
+
+        try:
+            stream, seq = decode_request(raw, self.key)
+        except ProtocolError:
+            self.stats["bad_requests"] = self.stats.get("bad_requests", 0) + 1
+            return
+        if stream != self.stream:
+            return
+        self.stats["refresh_requests"] = self.stats.get("refresh_requests", 0) + 1
+        now = time.monotonic() if now is None else now
+        if self.rate and self.rate.bitrate / self.overhead / 8 / self.fps < REFRESH_MIN_FRAME:
+            return
+        if self.last_refresh is not None and (now - self.last_refresh[0] < REFRESH_GAP_S
+                                              or not seq_newer(seq, self.last_refresh[1])):
+            return  # too soon, or broken before the last IDR (another robot's request, or its own, got it one)
+        self.last_refresh = (now, self.last_unit if self.last_unit is not None else seq)
+        self.stats["refreshes"] = self.stats.get("refreshes", 0) + 1
+        self.key_next()
 
     def key_next(self) -> None:
         """A new receiver is here (TCP knows; UDP and serial do not): make the next H.264 unit an IDR, so it gets a

@@ -58,6 +58,7 @@ class SerialSink(Sink):
         self.rs = endpoint.params.get("rs", 0)  # Reed-Solomon bytes per 255 inside each frame
         frame_bytes(b"", self.rs)  # a missing reedsolo is a config error now, not a send error later
         self.overhead = (255 + self.rs) / 255
+        self.requests = StreamDeframer(max_len=256, rs=self.rs)  # robots' refresh requests (tiny) coming back
         self.stats.update(reconnects=0)
 
     def open(self) -> None:
@@ -69,6 +70,12 @@ class SerialSink(Sink):
         port = self.link.get()
         if port is None:
             return False
+        try:
+            back = port.read(min(port.in_waiting, 4096)) if port.in_waiting else b""
+        except (serial.SerialException, OSError):
+            back = b""  # the write below finds out whether the link is lost
+        for raw in self.requests.feed(back)[:64]:
+            self.on_request(raw)
         for p in self.packets(f):
             data = frame_bytes(p, self.rs)
             if not self.pace(len(data)):
@@ -91,7 +98,8 @@ class SerialSink(Sink):
 class SerialReader:
     def __init__(self, endpoint):
         self.link = _Port(endpoint.host, endpoint.baud, 0.05)
-        self.deframer = StreamDeframer(rs=endpoint.params.get("rs", 0))
+        self.rs = endpoint.params.get("rs", 0)
+        self.deframer = StreamDeframer(rs=self.rs)
         self.reconnects = 0
 
     @property
@@ -108,11 +116,21 @@ class SerialReader:
         try:
             port.timeout = timeout
             data = port.read(max(1, port.in_waiting))
-        except (serial.SerialException, OSError):
+        except (serial.SerialException, OSError, TypeError):  # TypeError: pyserial, a port close() just closed
             self.link.lost()
             self.reconnects += 1
             return []
         return self.deframer.feed(data) if data else []
+
+    def send_back(self, raw: bytes) -> None:
+        """A refresh request to the device (edgesr.protocol.encode_request), framed like the stream."""
+        import serial
+
+        if self.link.port is not None:
+            try:
+                self.link.port.write(frame_bytes(raw, self.rs))
+            except (serial.SerialException, OSError):
+                pass
 
     def close(self) -> None:
         self.link.close()

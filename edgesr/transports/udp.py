@@ -27,6 +27,7 @@ class UDPSink(Sink):
             self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, self.ttl)
 
     def send(self, f) -> bool:
+        self.poll()
         for p in self.packets(f):
             if not self.pace(len(p)):
                 return False
@@ -36,6 +37,15 @@ class UDPSink(Sink):
             except OSError:  # e.g. ECONNREFUSED from a previous datagram, no route: the next frame retries
                 self.stats["send_errors"] += 1
         return True
+
+    def poll(self) -> None:
+        """Robots' refresh requests that came back to this socket (at most 64 a frame: a flood is cut short)."""
+        for _ in range(64):
+            try:
+                data = self.sock.recv(256, socket.MSG_DONTWAIT)
+            except OSError:  # nothing waiting (or not bound yet: nothing sent)
+                return
+            self.on_request(data)
 
     def close(self, timeout: float = 1.5) -> None:
         super().close(timeout)
@@ -47,6 +57,7 @@ class UDPReader:
 
     def __init__(self, endpoint):
         host, port = endpoint.host, endpoint.port
+        self.peer = None  # where the last datagram came from: the back channel's address
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         try:
@@ -64,7 +75,8 @@ class UDPReader:
     def read(self, timeout: float = 0.5) -> list[bytes]:
         try:
             self.sock.settimeout(timeout)
-            out = [self.sock.recv(65535)]
+            data, self.peer = self.sock.recvfrom(65535)
+            out = [data]
         except OSError:  # timeout, or the socket was closed by close() from another thread
             return []
         self.sock.setblocking(False)
@@ -74,6 +86,14 @@ class UDPReader:
         except (BlockingIOError, OSError):
             pass
         return out
+
+    def send_back(self, raw: bytes) -> None:
+        """A refresh request to the device (edgesr.protocol.encode_request), to where the stream comes from."""
+        if self.peer is not None:
+            try:
+                self.sock.sendto(raw, self.peer)
+            except OSError:
+                pass
 
     def close(self) -> None:
         self.sock.close()
