@@ -25,6 +25,9 @@ from edgesr.modechoice import downscale  # noqa: E402
 from edgesr.transports.base import Sink  # noqa: E402
 
 
+MIN_FRAME = video.REFRESH_MIN_FRAME
+
+
 def shown_db(shown, hrs, finish=lambda im: im) -> float:
     ps = [psnr_y(finish(a), h, vs.S) for a, h in zip(shown, hrs) if a is not None]
     return float(np.mean(ps)) if ps else float("nan")  # nan: the robot never had a picture
@@ -68,11 +71,13 @@ def main() -> None:
             st = vs.sink_stream(sink("receiver"), [downscale(h, 2) for h in hrs], a.fps, 2)
             report("half resolution + x2 SR", shown_db(vs.deliver(st, 0.0, 1), hrs, up),
                    [shown_db(vs.deliver(st, a.loss, sd), hrs, up) for sd in seeds])
-        elif t == "feedback":
+        elif t in ("feedback", "feedback-always"):  # always: every request obeyed, however thin the link
+            video.REFRESH_MIN_FRAME = 0 if t == "feedback-always" else MIN_FRAME
             loop = lambda loss, sd: shown_db(vs.deliver_closed(sink(), hrs, a.fps, 1, loss, sd), hrs)
-            report("IDR on request (Sink.on_request)", loop(0.0, 1), [loop(a.loss, sd) for sd in seeds])
+            report(f"IDR on request (Sink.on_request{', every one' if t == 'feedback-always' else ''})",
+                   loop(0.0, 1), [loop(a.loss, sd) for sd in seeds])
         else:
-            ap.error(f"--try {t!r}: one of refresh:S[,S..], half, feedback")
+            ap.error(f"--try {t!r}: one of refresh:S[,S..], half, feedback, feedback-always")
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ class Sink:
         self.rate = RateController(bitrate, fps, quality, max_packet=mtu, margin=margin) if bitrate else None
         self.slot = Slot()
         self.stop = threading.Event()
-        self.stats = {"frames_sent": 0, "packets_sent": 0, "bytes_sent": 0, "send_errors": 0, "latency_ms": 0.0}
+        self.stats = {"frames_sent": 0, "packets_sent": 0, "bytes_sent": 0, "send_errors": 0, "latency_ms": 0.0,
+                      "refresh_requests": 0, "refreshes": 0, "bad_requests": 0}  # the back channel: on_request
         self.fps, self.video = fps, None  # codec "h264": the H.264 stream (edgesr.video), made on the first frame
         self.overhead = 1.0  # link bytes per packet byte (serial with rs=: Reed-Solomon)
         self.thread = threading.Thread(target=self._loop, name=f"sink {self.url}", daemon=True)
@@ -134,11 +135,11 @@ class Sink:
         try:
             stream, seq = decode_request(raw, self.key)
         except ProtocolError:
-            self.stats["bad_requests"] = self.stats.get("bad_requests", 0) + 1
+            self.stats["bad_requests"] += 1
             return
         if stream != self.stream:
             return
-        self.stats["refresh_requests"] = self.stats.get("refresh_requests", 0) + 1
+        self.stats["refresh_requests"] += 1
         now = time.monotonic() if now is None else now
         if self.rate and self.rate.bitrate / self.overhead / 8 / self.fps < REFRESH_MIN_FRAME:
             return
@@ -146,7 +147,7 @@ class Sink:
                                               or not seq_newer(seq, self.last_refresh[1])):
             return  # too soon, or broken before the last IDR (another robot's request, or its own, got it one)
         self.last_refresh = (now, self.last_unit if self.last_unit is not None else seq)
-        self.stats["refreshes"] = self.stats.get("refreshes", 0) + 1
+        self.stats["refreshes"] += 1
         self.key_next()
 
     def key_next(self) -> None:
