@@ -91,11 +91,17 @@ class Receiver:
         last = time.monotonic()
         while not self._closed:
             got = []
-            for raw in self.reader.read(0.2):
+            for i, raw in enumerate(self.reader.read(0.2)):
                 self.stats["packets"] += 1
                 self.stats["bytes"] += len(raw)
-                for data in self.recovery.parity(raw) if is_parity(raw) else [raw]:
-                    got += self._packet(data)
+                if is_parity(raw):
+                    for data in self.recovery.parity(raw):
+                        got += self._packet(data)
+                    continue
+                bad = self.stats["bad_packets"] + self.stats["auth_failures"]
+                got += self._packet(raw)
+                if bad == self.stats["bad_packets"] + self.stats["auth_failures"] and hasattr(self.reader, "trust"):
+                    self.reader.trust(i)  # requests go back to where valid packets come from
             got += self.assembler.expire(time.monotonic(), self.max_age)
             if self.feedback and hasattr(self.reader, "send_back"):
                 for stream, seq in self.assembler.refresh_due(time.monotonic()):

@@ -522,7 +522,8 @@ def test_the_robot_asks_for_a_refresh_over_a_lossy_serial_radio(clip):
 
 def test_refresh_requests_go_back_over_udp(clip):
     """Real UDP on loopback through a relay that loses every 7th datagram to the robot: the robot's requests go to
-    where the stream comes from (the relay), which passes them back to the device's socket."""
+    where the stream's valid packets come from (the relay, not a spoofer sending garbage), which passes them back
+    to the device's socket."""
     import select
     import socket
     import threading
@@ -545,9 +546,12 @@ def test_refresh_requests_go_back_over_udp(clip):
                     device[0], n[0] = addr, n[0] + 1
                     if n[0] % 7:
                         relay_out.sendto(data, ("127.0.0.1", rx_port))
+                    spoofer.sendto(b"ES" + bytes(60), ("127.0.0.1", rx_port))  # garbage after each datagram
                 elif device[0]:
                     relay_in.sendto(data, device[0])  # robot -> device
 
+    spoofer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # sends the robot garbage all along
+    spoofer.setblocking(False)
     t = threading.Thread(target=relay, daemon=True)
     t.start()
     rx = Receiver(f"udp://127.0.0.1:{rx_port}", upscale=False, latest_only=False)
@@ -561,6 +565,10 @@ def test_refresh_requests_go_back_over_udp(clip):
             sink.submit(OutFrame(k + 1, int(time.time() * 1e6), img, None, 1, time.monotonic()))
             time.sleep(0.25)
         time.sleep(0.5)
+        try:
+            answered = spoofer.recv(100)  # the robot answers valid packets' source only
+        except BlockingIOError:
+            answered = None
     finally:
         rx.close()
         reader.join(5)
@@ -569,6 +577,8 @@ def test_refresh_requests_go_back_over_udp(clip):
         t.join(2)
         relay_in.close()
         relay_out.close()
+        spoofer.close()
+    assert answered is None and rx.stats["bad_packets"] >= 20
     assert got and rx.stats["refresh_requests"] >= 1
     assert sink.stats["refresh_requests"] >= 1 and sink.stats["refreshes"] >= 1
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import select
 import socket
 import struct
 
@@ -42,8 +43,10 @@ class UDPSink(Sink):
         """Robots' refresh requests that came back to this socket (at most 64 a frame: a flood is cut short)."""
         for _ in range(64):
             try:
-                data = self.sock.recv(256, socket.MSG_DONTWAIT)
-            except OSError:  # nothing waiting (or not bound yet: nothing sent)
+                if not select.select([self.sock], [], [], 0)[0]:
+                    return
+                data = self.sock.recv(256)
+            except OSError:  # not bound yet (nothing sent), or closed
                 return
             self.on_request(data)
 
@@ -57,7 +60,8 @@ class UDPReader:
 
     def __init__(self, endpoint):
         host, port = endpoint.host, endpoint.port
-        self.peer = None  # where the last datagram came from: the back channel's address
+        self.peer = None  # where the stream comes from (the last valid packet's source): the back channel's address
+        self.sources: list = []  # the source of each datagram of the last read()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         try:
@@ -75,17 +79,24 @@ class UDPReader:
     def read(self, timeout: float = 0.5) -> list[bytes]:
         try:
             self.sock.settimeout(timeout)
-            data, self.peer = self.sock.recvfrom(65535)
-            out = [data]
+            data, addr = self.sock.recvfrom(65535)
+            out, self.sources = [data], [addr]
         except OSError:  # timeout, or the socket was closed by close() from another thread
             return []
         self.sock.setblocking(False)
         try:
             while len(out) < 256:
-                out.append(self.sock.recv(65535))
+                data, addr = self.sock.recvfrom(65535)
+                out.append(data)
+                self.sources.append(addr)
         except (BlockingIOError, OSError):
             pass
         return out
+
+    def trust(self, i: int) -> None:
+        """Datagram ``i`` of the last read() was a valid packet (CRC, and HMAC with a key): answer its source, not
+        whoever sent garbage last."""
+        self.peer = self.sources[i]
 
     def send_back(self, raw: bytes) -> None:
         """A refresh request to the device (edgesr.protocol.encode_request), to where the stream comes from."""
