@@ -81,7 +81,12 @@ def main() -> None:
     units = [st.encode(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) // 8 + 100) for _ in range(12)]
     rx = Receiver("udp://127.0.0.1:0", key=None, upscale=True, threads=1)
     de = StreamDeframer()
-    counts = {"structured": 0, "mutated": 0, "h264": 0, "decoded": 0, "rejected": 0, "frames": 0, "crashes": 0}
+    counts = {"structured": 0, "mutated": 0, "h264": 0, "decoded": 0, "rejected": 0, "frames": 0, "crashes": 0,
+              "requests": 0, "device_requests": 0}
+    from edgesr.protocol import REQUEST, encode_request
+    from edgesr.transports.base import Sink
+
+    device = Sink("fuzz", topology="source", codec="h264", fps=2.0, bitrate=57600, key=None)
     crashes = []
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -97,6 +102,7 @@ def main() -> None:
                     for f in rx.assembler.add(p, now=i * 1e-3):
                         rx._finish(f)
                         counts["frames"] += 1
+            counts["requests"] += len(rx.assembler.refresh_due(i * 1e-3, every=0.0))  # what the robot asks
         except ProtocolError:
             counts["rejected"] += 1
         except Exception as e:  # noqa: BLE001
@@ -107,6 +113,18 @@ def main() -> None:
 
     t0 = time.perf_counter()
     for i in range(a.n):
+        if i % 16 == 3:  # the device side of the back channel: requests with a valid CRC and random fields, or bytes
+            body = REQUEST.pack(b"ER", rnd.choice([2, rnd.randrange(256)]), rnd.randrange(256), rnd.randrange(4),
+                                rnd.randrange(1 << 32))
+            raw = rnd.choice([body + struct.pack("!I", zlib.crc32(body)), rnd.randbytes(rnd.randrange(40)),
+                              encode_request(0, rnd.randrange(1 << 32), KEY)])
+            try:
+                device.on_request(raw, now=i * 1e-3)
+                counts["device_requests"] += 1
+            except Exception as e:  # noqa: BLE001
+                counts["crashes"] += 1
+                crashes.append("request " + repr(e)[:200])
+            continue
         if i % 8 == 1:  # a real H.264 unit with a few bytes changed, re-packed with valid CRCs, maybe lying sizes
             u = bytearray(rnd.choice(units))
             for _ in range(rnd.randrange(0, 8)):
