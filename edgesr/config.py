@@ -58,6 +58,7 @@ class SinkConfig:
     replenish: float = 0.0          # > 0: send only tiles that changed by more than this (levels) + `refresh`
     refresh: int = 2                # stale tiles re-sent per frame when replenishing
     fec: float = 0.0                # parity packets per frame as a share of its data packets (0 = off; `fec` extra)
+    feedback: bool = True           # obey robots' refresh requests (an IDR after a loss; udp, serial)
     # resolved at load, not settable
     endpoint: object = field(default=None, repr=False, metadata={"resolved": True})
     key: bytes | None = field(default=None, repr=False, metadata={"resolved": True})

@@ -81,7 +81,7 @@ def build(cfg: ServeConfig):
             log.warning(engine.warning)
     sinks = [open_sink(k.endpoint, topology=k.resolved_topology, codec=k.codec, quality=k.quality, tile=k.tile,
                        key=k.key, bitrate=k.bitrate, fps=k.fps, stream=k.stream, replenish=k.replenish,
-                       refresh=k.refresh, fec=k.fec, **({"mtu": k.mtu} if k.mtu else {}))
+                       refresh=k.refresh, fec=k.fec, feedback=k.feedback, **({"mtu": k.mtu} if k.mtu else {}))
              for k in cfg.sinks]
     for k, sink in zip(cfg.sinks, sinks):
         if k.resolved_topology == "measured":  # its own engine: measuring runs on the sink's thread

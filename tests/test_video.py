@@ -482,6 +482,9 @@ def test_the_device_honours_refresh_requests_where_an_idr_pays(clip):
     assert not has_idr(unit_after(wide, encode_request(0, 1), 1.0))  # unsigned, while the link has a key
     assert not has_idr(unit_after(wide, encode_request(5, 1, b"k" * 32), 2.0))  # another stream's
     assert wide.stats["bad_requests"] == 1 and has_idr(unit_after(wide, encode_request(0, 1, b"k" * 32), 3.0))
+    deaf = Sink("t", topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=57600, feedback=False)
+    deaf.packets(OutFrame(1, 0, clip[0], None, 1, 0.0))
+    assert not has_idr(unit_after(deaf, encode_request(0, 1), 1.0)) and deaf.stats["refresh_requests"] == 1
 
 
 def test_the_robot_asks_for_a_refresh_over_a_lossy_serial_radio(clip):

@@ -39,7 +39,7 @@ class Sink:
 
     def __init__(self, url, topology: str = "source", codec: str = "jpeg", quality: int = 80, tile: int = 64,
                  key: bytes | None = None, bitrate: float = 0, fps: float = 10.0, mtu: int = 1200, stream: int = 0,
-                 replenish: float = 0.0, refresh: int = 2, fec: float = 0.0):
+                 replenish: float = 0.0, refresh: int = 2, fec: float = 0.0, feedback: bool = True):
         if topology not in TOPOLOGIES:
             raise ConfigError(f"topology must be 'source', 'receiver' or 'measured', not {topology!r}")
         self.url = getattr(url, "url", url)  # an Endpoint, or a plain name for sinks outside transports/
@@ -58,6 +58,7 @@ class Sink:
         self.chooser = None  # set for topology 'measured' (service.build)
         self.fec, self.protector, self.last_unit = fec, None, None  # parity packets per data packet (edgesr.fec.Protector)
         self.replenisher, self.last_refresh = None, None  # (time, last unit before it) of the last requested IDR
+        self.feedback = feedback  # obey robots' refresh requests (on_request)
         if replenish > 0:  # conditional replenishment (edgesr.replenish): changed tiles + `refresh` stale ones
             from ..replenish import Replenisher
             self.replenisher = Replenisher(tile, replenish, refresh)
@@ -140,6 +141,8 @@ class Sink:
         if stream != self.stream:
             return
         self.stats["refresh_requests"] += 1
+        if not self.feedback:
+            return
         now = time.monotonic() if now is None else now
         if self.rate and self.rate.bitrate / self.overhead / 8 / self.fps < REFRESH_MIN_FRAME:
             return
