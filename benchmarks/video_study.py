@@ -93,17 +93,24 @@ def deliver(stream, loss: float, seed: int):
     rnd, rec, shown, out = random.Random(seed), Recovery(), None, []
     asm = FrameAssembler(recovery=rec, hold_s=10.0)  # time here counts frames
     for k, pk in enumerate(stream):
-        for raw in pk or []:
-            if rnd.random() < loss:
-                continue
-            for p in rec.parity(raw) if is_parity(raw) else [raw]:
-                rec.data(p)
-                for f in asm.add(decode_packet(p), now=k):
-                    shown = f.image
-        for f in asm.expire(now=k + 1.0, max_age=0.5):
-            shown = f.image
+        shown = arrive(pk or [], k, loss, rnd, rec, asm, shown)
         out.append(shown)
     return out
+
+
+def arrive(packets, k: int, loss: float, rnd, rec, asm, shown):
+    """Frame ``k``'s packets at the robot (each lost with probability ``loss``; parity rebuilds): the picture
+    shown after it (``shown`` if none came)."""
+    for raw in packets:
+        if rnd.random() < loss:
+            continue
+        for p in rec.parity(raw) if is_parity(raw) else [raw]:
+            rec.data(p)
+            for f in asm.add(decode_packet(p), now=k):
+                shown = f.image
+    for f in asm.expire(now=k + 1.0, max_age=0.5):
+        shown = f.image
+    return shown
 
 
 def deliver_closed(sink, srcs, fps: float, scale: int, loss: float, seed: int):
@@ -115,13 +122,8 @@ def deliver_closed(sink, srcs, fps: float, scale: int, loss: float, seed: int):
     rnd, back, rec, shown, out = random.Random(seed), random.Random(-seed), Recovery(), None, []
     asm = FrameAssembler(recovery=rec, hold_s=10.0)  # back: the back channel's losses, apart from the stream's
     for k, img in enumerate(srcs):
-        for raw in sink.packets(OutFrame(k + 1, int(k * 1e6 / fps), img, None, scale, 0.0)):
-            if rnd.random() < loss:
-                continue
-            for p in rec.parity(raw) if is_parity(raw) else [raw]:
-                rec.data(p)
-                shown = next((f.image for f in reversed(asm.add(decode_packet(p), now=k))), shown)
-        shown = next((f.image for f in reversed(asm.expire(now=k + 1.0, max_age=0.5))), shown)
+        shown = arrive(sink.packets(OutFrame(k + 1, int(k * 1e6 / fps), img, None, scale, 0.0)), k, loss, rnd, rec,
+                       asm, shown)
         for stream, seq in asm.refresh_due(k, every=fps, give_up=20 * fps):  # at most one request a second
             if back.random() >= loss:
                 sink.on_request(encode_request(stream, seq), now=k / fps)
@@ -189,12 +191,14 @@ def cell(hrs, eng, bitrate: float, fps: float, losses, seed: int = 1, draws: int
     # auto: what serve sends with topology "auto" on this budgeted link (a real Sink + its ModeChooser over tiles
     # and H.264), with the sink's fec set from the link's loss and frame budget (edgesr.fec.parity_share: 25 %
     # parity at 5 %, none under 600 bytes a frame)
+    auto_sink = lambda loss: Sink("study", topology="measured", codec=best_cfg["edgesr_lr_sr"][0],
+                                  tile=best_cfg["edgesr_lr_sr"][1], bitrate=bitrate, fps=fps, mtu=MTU,
+                                  fec=parity_share(loss, bitrate / 8 / fps))
+    finish = lambda img: eng.upscale(img) if img.shape[0] < hrs[0].shape[0] else img  # LR: SR at the robot
     for loss in losses:
-        sink = Sink("study", topology="measured", codec=best_cfg["edgesr_lr_sr"][0], tile=best_cfg["edgesr_lr_sr"][1],
-                    bitrate=bitrate, fps=fps, mtu=MTU, fec=parity_share(loss, bitrate / 8 / fps))
+        sink = auto_sink(loss)
         chooser, modes = attach(sink, eng, MODES), []
         stream = sink_stream(sink, hrs, fps, S, modes)
-        finish = lambda img: eng.upscale(img) if img.shape[0] < hrs[0].shape[0] else img  # LR: SR at the robot
         # every frame shown counts, on any loss draw
         db = [np.mean([psnr_y(finish(img), hr, S) for img, hr in zip(deliver(stream, loss, sd), hrs) if img is not None])
               for sd in (seeds if loss > 0 else seeds[:1])]
@@ -209,18 +213,15 @@ def cell(hrs, eng, bitrate: float, fps: float, losses, seed: int = 1, draws: int
             continue
         db, kb, idr = [], [], []
         for sd in seeds:
-            sink = Sink("study", topology="measured", codec=best_cfg["edgesr_lr_sr"][0],
-                        tile=best_cfg["edgesr_lr_sr"][1], bitrate=bitrate, fps=fps, mtu=MTU,
-                        fec=parity_share(loss, bitrate / 8 / fps))
+            sink = auto_sink(loss)
             attach(sink, eng, MODES)
             sent = []
             real = sink.packets
             sink.packets = lambda f: sent.append(real(f)) or sent[-1]
             shown = deliver_closed(sink, hrs, fps, S, loss, sd)
-            finish = lambda img: eng.upscale(img) if img.shape[0] < hrs[0].shape[0] else img
             db.append(np.mean([psnr_y(finish(img), hr, S) for img, hr in zip(shown, hrs) if img is not None]))
             kb.append(kbps_of(sent, fps))
-            idr.append(sink.stats.get("refreshes", 0))
+            idr.append(sink.stats["refreshes"])
         rows[loss]["auto_feedback"] = {"psnr_y": round(float(np.mean(db)), 3), "kbps": round(float(np.mean(kb)), 2),
                                        "refreshes": round(float(np.mean(idr)), 2)}
     return [{"fps": fps, "bitrate": bitrate, "loss": loss, "frames": len(hrs), "modes": rows[loss]}
@@ -333,7 +334,7 @@ def live(video: Path, model, bitrate: float, fps: float, loss: float, seconds: f
           if seq < len(truth) and img.shape[0] >= truth[seq].shape[0]]
     return {"bitrate": bitrate, "fps": fps, "loss": loss, "corrupt": corrupt, "fec": fec, "mtu": mtu, "rs": rs,
             "feedback": feedback, "refresh_requests": rx.stats["refresh_requests"],
-            "refreshes": sink.stats.get("refreshes", 0),
+            "refreshes": sink.stats["refreshes"],
             "seconds": round(el, 1), "frames": len(got), "fec_recovered": rx.recovery.stats["recovered"],
             "fps_delivered": round(len(got) / el, 2), "psnr_y": round(float(np.mean(ps)), 3) if ps else None,
             "link": state, "assembler": rx.assembler.stats}

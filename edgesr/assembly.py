@@ -281,12 +281,13 @@ class FrameAssembler:
         canvas = prev.copy() if self.fill_missing and prev is not None and prev.shape == shape \
             else np.zeros(shape, np.uint8)
         missing = self._video(f, canvas) if first.codec == H264 else self._tiles(f, canvas)
-        if first.codec == H264 and (missing is None or missing):  # concealed, or no picture yet
-            self._broke(stream, first.seq, now)
-        elif first.codec == H264 and f.get("idr"):  # a whole IDR: the picture is right again
-            self.broken.pop(stream, None)
-        elif first.codec == H264 and stream in self.broken and seq_newer(first.seq, self.broken[stream][0]):
-            self.broken[stream][0] = first.seq  # still broken as of this unit (the device's IDR was lost?)
+        if first.codec == H264:
+            if missing is None or missing:  # concealed, or no picture yet
+                self._broke(stream, first.seq, now)
+            elif f.get("idr"):  # a whole IDR: the picture is right again
+                self.broken.pop(stream, None)
+            elif stream in self.broken and seq_newer(first.seq, self.broken[stream][0]):
+                self.broken[stream][0] = first.seq  # still broken as of this unit (the device's IDR was lost?)
         last = self.last_emitted.get(stream)
         if last is None or seq_newer(first.seq, last):
             self.last_emitted[stream] = first.seq

@@ -28,8 +28,8 @@ def prometheus(pipe, extra: dict) -> str:
     metric("bytes_sent_total", "counter", "Bytes sent per sink", [({"sink": u}, v["bytes_sent"]) for u, v in s["sinks"].items()])
     metric("packets_sent_total", "counter", "Packets sent per sink", [({"sink": u}, v["packets_sent"]) for u, v in s["sinks"].items()])
     metric("refresh_requests_total", "counter", "Robots' refresh requests (the back channel) per sink",
-           [({"sink": u}, v.get("refresh_requests", 0)) for u, v in s["sinks"].items()])
-    metric("refreshes_total", "counter", "IDRs sent because a robot asked", [({"sink": u}, v.get("refreshes", 0))
+           [({"sink": u}, v["refresh_requests"]) for u, v in s["sinks"].items()])
+    metric("refreshes_total", "counter", "IDRs sent because a robot asked", [({"sink": u}, v["refreshes"])
                                                                           for u, v in s["sinks"].items()])
     metric("camera_reconnects_total", "counter", "Source failures followed by a reconnect attempt",
            [({}, s["camera_reconnects"])])

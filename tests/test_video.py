@@ -171,6 +171,28 @@ def test_h264_config_is_checked(tmp_path):
         H264Stream(65, 48, 2.0, 50000)
 
 
+def over_udp(packets, keep) -> tuple[int, dict]:
+    """``packets`` (those ``keep(n)`` says) sent to a real Receiver on a loopback UDP socket: (frames, summary)."""
+    import socket
+    import time
+
+    from edgesr.linksim import free_port
+    from edgesr.receiver import Receiver
+
+    port = free_port()
+    rx = Receiver(f"udp://127.0.0.1:{port}", upscale=False, latest_only=False)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for n, p in enumerate(packets):
+            if keep(n):
+                tx.sendto(p, ("127.0.0.1", port))
+                time.sleep(0.002)
+        return sum(1 for _ in rx.frames(timeout=1.0)), rx.summary()
+    finally:
+        tx.close()
+        rx.close()
+
+
 def test_the_receiver_measures_packet_loss_and_suggests_fec(clip):
     from edgesr.fec import parity_share
 
@@ -192,28 +214,11 @@ def test_the_receiver_measures_packet_loss_and_suggests_fec(clip):
 def test_the_receiver_suggests_no_parity_for_small_frames(clip):
     """A real Receiver on a loopback UDP socket, every 10th packet lost: on a wide stream it suggests 5x the loss
     as `fec`, on a thin one (under FEC_MIN_FRAME link bytes a frame) none."""
-    import socket
-    import time
-
     from edgesr.fec import FEC_MIN_FRAME
-    from edgesr.linksim import free_port
-    from edgesr.receiver import Receiver
 
     for bitrate, fps, wide in ((115200, 2.0, True), (19200, 5.0, False)):
-        port = free_port()
-        rx = Receiver(f"udp://127.0.0.1:{port}", upscale=False, latest_only=False)
-        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sent = [p for pk in stream(clip[:16], fps=fps, bitrate=bitrate) for p in pk]
-        try:
-            for n, p in enumerate(sent):
-                if n % 10 != 9:
-                    tx.sendto(p, ("127.0.0.1", port))
-                    time.sleep(0.002)
-            frames = sum(1 for _ in rx.frames(timeout=1.0))
-            s = rx.summary()
-        finally:
-            tx.close()
-            rx.close()
+        frames, s = over_udp(sent, lambda n: n % 10 != 9)
         assert frames >= 8 and 0.03 < s["packet_loss"] < 0.2, s
         assert (s["bytes"] / frames >= FEC_MIN_FRAME) == wide
         assert s["suggested_fec"] == (pytest.approx(5 * s["packet_loss"], abs=0.01) if wide else 0.0), s
@@ -222,29 +227,12 @@ def test_the_receiver_suggests_no_parity_for_small_frames(clip):
 def test_units_fec_rebuilt_count_once_in_the_loss_estimate(clip):
     """A thin stream with parity (one packet a frame), every 6th data packet lost: each is a unit lost whole, most
     are rebuilt. The receiver's loss is what the link lost, not the losses plus the rebuilt units again."""
-    import socket
-    import time
-
     from edgesr.fec import is_parity
-    from edgesr.linksim import free_port
-    from edgesr.receiver import Receiver
 
-    port = free_port()
-    rx = Receiver(f"udp://127.0.0.1:{port}", upscale=False, latest_only=False)
-    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sent = [p for pk in stream(clip[:20], bitrate=19200, fec=0.25) for p in pk]
     data = [n for n, p in enumerate(sent) if not is_parity(p)]
     lost = set(data[3:-2:6])  # not the last units: a unit lost whole shows by the gap to the next one
-    try:
-        for n, p in enumerate(sent):
-            if n not in lost:
-                tx.sendto(p, ("127.0.0.1", port))
-                time.sleep(0.002)
-        frames = sum(1 for _ in rx.frames(timeout=1.0))
-        s = rx.summary()
-    finally:
-        tx.close()
-        rx.close()
+    frames, s = over_udp(sent, lambda n: n not in lost)
     assert frames >= 16 and s["fec_recovered"] >= 2, s
     assert s["packet_loss"] == pytest.approx(len(lost) / len(data), abs=0.02), s
 

@@ -144,7 +144,7 @@ class Sink:
         if not self.feedback:
             return
         now = time.monotonic() if now is None else now
-        if self.rate and self.rate.bitrate / self.overhead / 8 / self.fps < REFRESH_MIN_FRAME:
+        if self.link_frame_bytes is not None and self.link_frame_bytes < REFRESH_MIN_FRAME:
             return
         if self.last_refresh is not None and (now - self.last_refresh[0] < REFRESH_GAP_S
                                               or not seq_newer(seq, self.last_refresh[1])):
@@ -174,7 +174,12 @@ class Sink:
         """Packet size of H.264 units (smaller than ``mtu`` with FEC: edgesr.video.packet_size)."""
         from ..video import packet_size
 
-        return packet_size(self.mtu, self.fec, self.rate.bitrate / self.overhead / 8 / self.fps if self.rate else None)
+        return packet_size(self.mtu, self.fec, self.link_frame_bytes)
+
+    @property
+    def link_frame_bytes(self) -> float | None:
+        """Link bytes a frame on a budgeted link (None: unbudgeted)."""
+        return self.rate.bitrate / self.overhead / 8 / self.fps if self.rate else None
 
     def _loop(self) -> None:
         consume(self.slot, self._send_one, self.stop)
