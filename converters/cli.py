@@ -28,6 +28,8 @@ def _arch_options(fn):
         click.option("--width", type=click.IntRange(1, 512), default=16, show_default=True, help="channels"),
         click.option("--blocks", type=click.IntRange(0, 64), default=1, show_default=True, help="residual/EDBB blocks"),
         click.option("--no-anchor", is_flag=True, help="no nearest-neighbour anchor in the tail"),
+        click.option("--color", type=click.Choice(["rgb", "y"]), default="rgb", show_default=True,
+                     help="y: the network super-resolves luminance only; the runtime resizes chroma"),
     ]):
         fn = opt(fn)
     return fn
@@ -53,7 +55,7 @@ def _train_options(fn):
     return fn
 
 
-def _run_train(arch, scale, width, blocks, no_anchor, data, out, val, steps, batch, patch, per_image,
+def _run_train(arch, scale, width, blocks, no_anchor, color, data, out, val, steps, batch, patch, per_image,
                learning_rate, edge_weight, val_every, seed, threads, resume, **extra):
     from edgesr import interpreter
 
@@ -63,7 +65,7 @@ def _run_train(arch, scale, width, blocks, no_anchor, data, out, val, steps, bat
 
     import_tf(interpreter.VERBOSE)
 
-    spec = ArchSpec(arch, scale, width, blocks, anchor=not no_anchor)
+    spec = ArchSpec(arch, scale, width, blocks, anchor=not no_anchor, channels=1 if color == "y" else 3)
     cfg = TrainConfig(spec=spec, data=list(data), out=out, steps=steps, batch=batch, patch=patch,
                       per_image=per_image, lr=learning_rate, val=val, val_every=val_every, seed=seed,
                       edge_weight=edge_weight, threads=threads, command=shlex.join(["edgesr-convert", *sys.argv[1:]]),
@@ -153,6 +155,28 @@ def quantize_cmd(run, out, dtypes, tile, edgetpu, batch, data, eval_dirs, name):
                 card.metrics[key]["int8_loss_db" if dtype == "int8" else "loss_db"] = round(float_ref[key] - r["psnr_y"], 4)
         card.save(path.with_suffix(".json"))
         click.echo(json.dumps({"model": str(path), "dtype": dtype, "metrics": card.metrics}))
+
+
+@main.command("import")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="run folder to create")
+@click.option("--scale", type=SCALE, default=4, show_default=True)
+@click.option("--width", type=click.IntRange(4, 512), default=48, show_default=True, help="features (authors': 48)")
+@click.option("--blocks", type=click.IntRange(2, 4), default=4, show_default=True, help="cells (authors': 4)")
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False), default=None,
+              help=".npz with 'lr' (uint8 HxWx3) and 'sr' (the PyTorch model's float output): report the max difference")
+@friendly
+def import_cmd(checkpoint, out, scale, width, blocks, reference):
+    """Import the EFDN authors' trained PyTorch weights (EFDN_gv.pth) into a run folder, without PyTorch.
+
+    The run then goes through `quantize` (int8, float32) and `evaluate` like a trained one."""
+    from edgesr import interpreter
+
+    from .tf import import_tf
+    from .weights_import import import_efdn
+
+    import_tf(interpreter.VERBOSE)
+    click.echo(json.dumps(import_efdn(checkpoint, out, scale, width, blocks, reference)))
 
 
 @main.command("compile")

@@ -98,11 +98,13 @@ def make_patches(folders, scale: int, patch: int = 32, per_image: int = 16, seed
         eng = Engine(teacher, scale=scale)
         if codec:
             raise DataError("--lr-codec and a .tflite teacher together are not supported")
+    small = []
     for f in tqdm(files, desc=f"patches x{scale}" + (" + teacher" if teacher else ""), unit="img",
                   disable=not progress):
         hr = mod_crop(read_rgb(f, error=DataError), scale)
-        if min(hr.shape[:2]) < patch * scale:
-            raise DataError(f"{f}: {hr.shape[1]}x{hr.shape[0]} is smaller than one {patch * scale}px HR crop")
+        if min(hr.shape[:2]) < patch * scale:  # e.g. half of T91 at 48 px LR patches: skipped, and said so
+            small.append(f"{f}: {hr.shape[1]}x{hr.shape[0]}")
+            continue
         lr = degrade(hr, scale)
         t = eng.upscale(lr) if eng is not None else None
         ys = rng.integers(0, lr.shape[0] - patch + 1, per_image)
@@ -115,6 +117,10 @@ def make_patches(folders, scale: int, patch: int = 32, per_image: int = 16, seed
             hrs.append(hr[y * scale:(y + patch) * scale, x * scale:(x + patch) * scale])
             if t is not None:
                 ts.append(t[y * scale:(y + patch) * scale, x * scale:(x + patch) * scale])
+    if not lrs:
+        raise DataError(f"{small[0]} is smaller than one {patch * scale}px HR crop (and so is every image)")
+    if small and progress:
+        print(f"skipped {len(small)} of {len(files)} images smaller than one {patch * scale}px HR crop")
     arrays = {"lr": np.stack(lrs), "hr": np.stack(hrs), **({"teacher": np.stack(ts)} if ts else {})}
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # two runs may build the same cache at once

@@ -37,8 +37,11 @@ def network_cost(model, scale: int) -> tuple[int, float, int]:
     return model.count_params(), macs_lr / (scale * scale), margin
 
 
-def representative_crops(folders, scale: int, shape: tuple[int, int], n: int = 64, seed: int = 1):
-    """Float [0,1] LR crops of ``shape`` from training images (MATLAB-degraded), for int8 calibration."""
+def representative_crops(folders, scale: int, shape: tuple[int, int], n: int = 64, seed: int = 1,
+                         luma: bool = False):
+    """Float [0,1] LR crops of ``shape`` from training images (MATLAB-degraded), for int8 calibration; their Y
+    channel (``edgesr.color.luma``) for Y models."""
+    from edgesr.color import luma as to_luma
     from edgesr.imageio import read_rgb
     from edgesr.metrics import degrade
 
@@ -50,6 +53,7 @@ def representative_crops(folders, scale: int, shape: tuple[int, int], n: int = 6
     crops = []
     for i in picks:
         lr = degrade(read_rgb(files[i], error=DataError), scale)
+        lr = to_luma(lr) if luma else lr
         h, w = shape
         if lr.shape[0] < h or lr.shape[1] < w:
             lr = np.pad(lr, ((0, max(0, h - lr.shape[0])), (0, max(0, w - lr.shape[1])), (0, 0)), mode="edge")
@@ -90,7 +94,7 @@ def equalize_anchor(model, spec, rep) -> float:
             b = b * a
         elif n == "tail":                    # consumer: feature input channels only (LR channels are last)
             k = k.copy()
-            k[:, :, : k.shape[2] - 3, :] /= a
+            k[:, :, : k.shape[2] - spec.channels, :] /= a
         else:
             raise ValueError(f"equalize_anchor does not know layer {n!r}")
         layer.set_weights([k, b])
@@ -143,7 +147,7 @@ def export(run_dir, out_dir, dtype: str, tile: tuple[int, int] | None, data, edg
     if edgetpu and (dtype != "int8" or tile is None):
         raise DataError("the Edge TPU variant needs --dtype int8 and a fixed --tile WxH")
     trained, spec = load_run(run_dir)
-    shape = (tile[0], tile[1], 3) if tile else (None, None, 3)
+    shape = (tile[0], tile[1], spec.channels) if tile else (None, None, spec.channels)
     if spec.arch == "efdn":
         from .archs.efdn import reparameterize
         model = reparameterize(trained, spec, input_shape=shape,
@@ -152,7 +156,7 @@ def export(run_dir, out_dir, dtype: str, tile: tuple[int, int] | None, data, edg
         model = build(spec, input_shape=shape, upsample="transpose_conv" if edgetpu else "depth_to_space",
                       split_anchor=dtype == "int8")
         copy_weights(trained, model)
-    rep = representative_crops(data, spec.scale, tile or (64, 64)) if dtype == "int8" else None
+    rep = representative_crops(data, spec.scale, tile or (64, 64), luma=spec.channels == 1) if dtype == "int8" else None
     if rep is not None:
         equalize_anchor(model, spec, rep)
         rng = residual_range(model, rep)

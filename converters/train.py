@@ -43,11 +43,16 @@ class TrainConfig:
 
 
 def validate(model, pairs, scale: int) -> float:
-    """Mean Y-PSNR of a float Keras model over (name, LR, HR) pairs (whole images, dynamic shape)."""
+    """Mean Y-PSNR of a float Keras model over (name, LR, HR) pairs (whole images, dynamic shape); a Y model
+    (one input channel) gets its chroma the way the runtime gives it (``edgesr.color``)."""
+    from edgesr.color import luma, with_chroma
+
+    y_model = model.input.shape[-1] == 1
     scores = []
     for _, lr, hr in pairs:
-        sr = np.asarray(model(lr[None].astype(np.float32) / 255.0, training=False))[0]
-        scores.append(psnr_y(np.clip(sr * 255.0 + 0.5, 0, 255).astype(np.uint8), hr, scale))
+        sr = np.asarray(model((luma(lr) if y_model else lr)[None].astype(np.float32) / 255.0, training=False))[0]
+        sr = np.clip(sr * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        scores.append(psnr_y(with_chroma(sr, lr) if y_model else sr, hr, scale))
     return float(np.mean(scores))
 
 
@@ -97,6 +102,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     tflite_teacher = cfg.teacher if cfg.teacher and cfg.teacher.endswith(".tflite") else None
     arrays = make_patches(cfg.data, spec.scale, cfg.patch, cfg.per_image, cfg.seed, progress=progress,
                           lr_codec=cfg.lr_codec, teacher=tflite_teacher)
+    if spec.channels == 1:  # a Y model learns Y from Y (the teacher's RGB output too)
+        from edgesr.color import luma
+
+        arrays = tuple(luma(a) for a in arrays)
     ds = iter(dataset(*arrays, batch=cfg.batch, seed=cfg.seed + state["step"]))
     pairs = load_pairs(cfg.val, spec.scale) if cfg.val else []
 
@@ -106,6 +115,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     teacher = None
     if cfg.teacher and not tflite_teacher:
         teacher, tspec = load_run(cfg.teacher)
+        if tspec.channels != spec.channels:
+            raise DataError(f"teacher {cfg.teacher} and student differ in colour (RGB vs Y): export the teacher "
+                            "to .tflite and pass that (its RGB outputs are turned into Y)")
         if tspec.scale != spec.scale:
             raise DataError(f"teacher {cfg.teacher} is x{tspec.scale}, student is x{spec.scale}")
         teacher.trainable = False

@@ -145,6 +145,10 @@ def open_interpreter(path, threads: int | None = None, edgetpu: bool = False, al
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"{path}: not a valid TFLite model ({first_line(e)})") from None
     if allocate:
+        for d in it.get_input_details():  # a dynamic input defaults to 1x1, which strided/pooled nets cannot run
+            sig = list(d.get("shape_signature", d["shape"]))
+            if len(sig) == 4 and min(sig[1:3]) < 0:
+                it.resize_tensor_input(d["index"], [1, 32, 32, max(sig[3], 1)], strict=False)
         allocate_quietly(it, path)
     return it
 

@@ -131,6 +131,9 @@ def test_data_errors(tmp_path):
     cv2.imwrite(str(tmp_path / "small.png"), np.zeros((50, 60, 3), np.uint8))
     with pytest.raises(DataError, match="small.png: 60x48 is smaller than one 128px HR crop"):
         make_patches(tmp_path, 4, patch=32, cache_dir=tmp_path / "c", progress=False)
+    cv2.imwrite(str(tmp_path / "big.png"), np.zeros((130, 140, 3), np.uint8))  # small images are skipped
+    lr, hr = make_patches(tmp_path, 4, patch=32, per_image=3, cache_dir=tmp_path / "c", progress=False)
+    assert lr.shape == (3, 32, 32, 3) and hr.shape == (3, 128, 128, 3)
 
 
 def _convert(*args, env=None):

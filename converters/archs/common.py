@@ -60,11 +60,12 @@ def pixel_shuffle(x, scale: int, upsample: str):
 
 
 def anchor_onehot(shape, features: int) -> np.ndarray:
-    """The nearest-neighbour part of a tail kernel (kh, kw, features + 3, 3*s^2): centre tap of LR channel c
-    into every output channel k*3 + c."""
+    """The nearest-neighbour part of a tail kernel (kh, kw, features + C, C*s^2): centre tap of LR channel c
+    into every output channel k*C + c (C = 3 for RGB, 1 for Y)."""
     k = np.zeros(shape, np.float32)
+    channels = shape[2] - features
     for o in range(shape[-1]):
-        k[1, 1, features + o % 3, o] = 1.0
+        k[1, 1, features + o % channels, o] = 1.0
     return k
 
 
@@ -104,7 +105,7 @@ def sr_tail(features, lr, scale: int, anchor: bool, upsample: str, split_anchor:
     calibration let rare edge pixels stretch it to [-0.43, 1.29] at x2, 1.7 grey levels a step."""
     import keras
 
-    c = 3 * scale * scale
+    c = int(lr.shape[-1]) * scale * scale
     if anchor:
         feats = int(features.shape[-1])
         features = keras.layers.Concatenate(name=f"{name}_anchor")([features, lr])
@@ -165,5 +166,5 @@ def copy_weights(src, dst) -> None:
         w = a.get_weights()
         if b.name == "tail" and "tail_nn_add" in {x.name for x in dst.layers} and \
                 "tail_nn_add" not in {x.name for x in src.layers}:
-            w[0] = w[0] - anchor_onehot(w[0].shape, w[0].shape[2] - 3)   # split the anchor out of the conv
+            w[0] = w[0] - anchor_onehot(w[0].shape, w[0].shape[2] - int(dst.input.shape[-1]))   # split the anchor out of the conv
         b.set_weights(w)

@@ -103,6 +103,7 @@ def reparameterize(model, spec, input_shape=(None, None, 3), upsample: str = "de
     """Deploy model (plain 3x3 convs) computing the same function as the train-time EFDN ``model``."""
     from .common import anchor_onehot
 
+    input_shape = (*input_shape[:2], spec.channels)
     deploy = efdn(spec, input_shape=input_shape, upsample=upsample, deploy=True, split_anchor=split_anchor)
     for layer in deploy.layers:
         if not layer.weights or layer.name == "upsample":
@@ -114,6 +115,6 @@ def reparameterize(model, spec, input_shape=(None, None, 3), upsample: str = "de
         else:
             w = src.get_weights()
             if layer.name == "tail" and split_anchor:
-                w[0] = w[0] - anchor_onehot(w[0].shape, w[0].shape[2] - 3)
+                w[0] = w[0] - anchor_onehot(w[0].shape, w[0].shape[2] - spec.channels)
             layer.set_weights(w)
     return deploy
