@@ -174,6 +174,7 @@ def export(run_dir, out_dir, dtype: str, tile: tuple[int, int] | None, data, edg
     params, macs, margin = network_cost(trained, spec.scale)
     tag = f"_{tile[1]}x{tile[0]}" if tile else ""  # WxH, like every size on the command line
     shape_tag = f"_w{spec.width}b{spec.blocks}" if spec.arch in ("srgan", "efdn") else ""  # baselines are fixed
+    shape_tag += "_y" if spec.channels == 1 else ""
     name = name or f"{spec.arch}{shape_tag}_x{spec.scale}_{dtype}{tag}{'_edgetpu_ready' if edgetpu else ''}"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,6 +183,7 @@ def export(run_dir, out_dir, dtype: str, tile: tuple[int, int] | None, data, edg
     state = read_state(run_dir)
     cfg = state.get("config", {})
     card = ModelCard(name=name, scale=spec.scale, variant="edgetpu" if edgetpu else "cpu", dtype=dtype,
+                     color="y" if spec.channels == 1 else "rgb",
                      tile=list(tile) if tile else None, margin=margin, arch=spec.to_dict(), params=int(params),
                      macs_per_output_pixel=round(macs, 1),
                      training={"data": cfg.get("data"), "steps": state.get("step"), "command": cfg.get("command"),

@@ -22,7 +22,7 @@ def interiors(tiler: Tiler) -> list[tuple[int, int, int, int]]:
 
 def texture_scores(frame: np.ndarray, rects) -> np.ndarray:
     """Mean |d/dx| + |d/dy| of the luma over each rectangle (8-bit levels per pixel)."""
-    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    gray = frame[:, :, 0] if frame.shape[2] == 1 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
     gx, gy = cv2.spatialGradient(gray)  # 3x3 Sobel: 8x a unit step, scaled back below
     energy = cv2.add(cv2.convertScaleAbs(gx, alpha=0.125), cv2.convertScaleAbs(gy, alpha=0.125))
     ii = cv2.integral(energy, sdepth=cv2.CV_32S).astype(np.int64)
@@ -69,4 +69,4 @@ class Blender:
                 whr = cv2.resize(wl, None, fx=s, fy=s, interpolation=cv2.INTER_NEAREST)
                 dst = out[ry0 * s:ry1 * s, rx0 * s:rx1 * s]
                 src = tile_out[(ry0 - ty) * s:(ry1 - ty) * s, (rx0 - tx) * s:(rx1 - tx) * s]
-                dst[...] = cv2.blendLinear(src, dst, whr, 1.0 - whr)
+                dst[...] = cv2.blendLinear(src, dst, whr, 1.0 - whr).reshape(dst.shape)  # 1-channel (Y) too

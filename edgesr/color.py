@@ -23,8 +23,5 @@ def with_chroma(y_hr: np.ndarray, lr_rgb: np.ndarray, out: np.ndarray | None = N
     h, w = y_hr.shape[:2]
     ycc = cv2.resize(cv2.cvtColor(np.ascontiguousarray(lr_rgb), cv2.COLOR_RGB2YCrCb), (w, h),
                      interpolation=cv2.INTER_LINEAR)
-    ycc[:, :, 0] = y_hr.reshape(h, w)
-    if out is None:
-        return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
-    cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB, dst=out)
-    return out
+    cv2.mixChannels([np.ascontiguousarray(y_hr).reshape(h, w)], [ycc], [0, 0])  # Y in place (no strided numpy copy)
+    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB, dst=out)

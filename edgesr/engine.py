@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .color import luma, with_chroma
 from .errors import BackendError, InputError, ModelError
 from .interpreter import BACKENDS, allocate_quietly, interpreter_api, is_edgetpu_model, open_interpreter
 from .modelcard import ModelCard, load_card, resolve_model
@@ -80,8 +81,9 @@ class Engine:
             raise ModelError(f"{self.path.name}: expected one input and one output tensor")
         i, o = it.get_input_details()[0], it.get_output_details()[0]
         sig = list(i.get("shape_signature", i["shape"]))
-        if len(sig) != 4 or sig[-1] != 3:
-            raise ModelError(f"{self.path.name}: input shape {sig} is not [batch, h, w, 3]")
+        if len(sig) != 4 or sig[-1] not in (1, 3):
+            raise ModelError(f"{self.path.name}: input shape {sig} is not [batch, h, w, 3] (RGB) or [batch, h, w, 1] (Y)")
+        self.channels = int(sig[-1])  # 1: a luminance model (edgesr.color); frames stay RGB for the caller
         self.dynamic = sig[1] < 0 or sig[2] < 0
         self.batch = max(int(i["shape"][0]), 1)
         self.tile = None if self.dynamic else (int(i["shape"][1]), int(i["shape"][2]))
@@ -115,17 +117,20 @@ class Engine:
         if c.tile is not None and tuple(c.tile) != self.tile:
             raise ModelError(f"{name}: card says tile {c.tile}, the model's input is "
                              f"{'dynamic' if self.dynamic else list(self.tile)}; fix the card's \"tile\"")
+        if c.color != ("y" if self.channels == 1 else "rgb"):
+            raise ModelError(f"{name}: card says color {c.color!r}, the model takes {self.channels} channel(s); "
+                             "fix the card's \"color\"")
         h, w = self.tile or (16, 16)
         if self.dynamic:  # the real output shape: some ops (TRANSPOSE_CONV) know it only after an invoke
-            it.resize_tensor_input(i["index"], [1, h, w, 3], strict=False)
+            it.resize_tensor_input(i["index"], [1, h, w, self.channels], strict=False)
             it.allocate_tensors()
             it.tensor(i["index"])()[...] = 0
             it.invoke()
             out = list(it.tensor(o["index"])().shape)
         else:
             out = [int(v) for v in o["shape"]]
-        if len(out) != 4 or out[-1] != 3 or out[1] % h or out[2] % w or out[1] // h != out[2] // w:
-            raise ModelError(f"{name}: output shape {out} is not an integer upscale of input {h}x{w}x3")
+        if len(out) != 4 or out[-1] != self.channels or out[1] % h or out[2] % w or out[1] // h != out[2] // w:
+            raise ModelError(f"{name}: output shape {out} is not an integer upscale of input {h}x{w}x{self.channels}")
         if out[1] // h != c.scale:
             raise ModelError(f"{name}: card says scale {c.scale}, the model upscales x{out[1] // h}; "
                              "fix the card's \"scale\"")
@@ -149,7 +154,7 @@ class Engine:
         h, w = frame.shape[:2]
         it = self.interpreter
         if self._shape != (h, w):
-            it.resize_tensor_input(self._in_index, [1, h, w, 3], strict=False)
+            it.resize_tensor_input(self._in_index, [1, h, w, self.channels], strict=False)
             it.allocate_tensors()
             self._shape = (h, w)
         self._to_input(frame, it.tensor(self._in_index)()[0])
@@ -175,7 +180,7 @@ class Engine:
             return self.interpreter, self.batch
         if getattr(self, "_tiles_it", None) is None or self._tiles_it[1] != tile_hw:
             it = open_interpreter(self.path, self.threads, allocate=False)
-            it.resize_tensor_input(self._in_index, [ADAPTIVE_BATCH, *tile_hw, 3], strict=False)
+            it.resize_tensor_input(self._in_index, [ADAPTIVE_BATCH, *tile_hw, self.channels], strict=False)
             allocate_quietly(it, self.path)  # allocated once, at the tile shape
             self._tiles_it = (it, tile_hw)
         return self._tiles_it[0], ADAPTIVE_BATCH
@@ -184,7 +189,7 @@ class Engine:
         """Run the tiles ``indices`` in batches; ``place(tile_hr, i)`` receives each HR tile."""
         self.last_invoke_s = 0.0
         it, batch = self._tile_interpreter(tiler.tile_hw)
-        shape = (tiler.tile_hw[0] * self.scale, tiler.tile_hw[1] * self.scale, 3)
+        shape = (tiler.tile_hw[0] * self.scale, tiler.tile_hw[1] * self.scale, self.channels)
         if self._tile_buf is None or self._tile_buf.shape != shape:  # one HR tile buffer, of this tiler's tile
             self._tile_buf = np.empty(shape, np.uint8)
         tile_hr = self._tile_buf
@@ -210,6 +215,8 @@ class Engine:
         h, w = frame.shape[:2]
         tiler = self._tiler(h, w)
         chosen = np.flatnonzero(texture_scores(frame, interiors(tiler)) > self.texture_threshold).tolist()
+        if self.channels == 1:  # the rest runs on Y; with_chroma (in upscale) adds the colour
+            frame, out = luma(frame), self._y_out(out)
         self.last_sr_fraction = len(chosen) / len(tiler)
         if self.dynamic and len(chosen) * np.prod(tiler.tile_hw) >= h * w and h * w <= self.whole_frame_max:
             self._run_whole(frame, out)  # so much texture that tiles would cost more than the whole frame
@@ -220,8 +227,16 @@ class Engine:
             blender = Blender(tiler, chosen, self.card.margin)
             self._run_tiles(tiler.pad(frame), tiler, chosen, lambda t, i: blender.place(out, t, i))
 
+    def _y_out(self, out: np.ndarray) -> np.ndarray:
+        """The HR luminance buffer of a Y model (one per output size)."""
+        shape = (*out.shape[:2], 1)
+        if getattr(self, "_y_buf", None) is None or self._y_buf.shape != shape:
+            self._y_buf = np.empty(shape, np.uint8)
+        return self._y_buf
+
     def upscale(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """RGB uint8 HxWx3 -> RGB uint8 (sH)x(sW)x3. Pass ``out`` to reuse a buffer (no allocation)."""
+        """RGB uint8 HxWx3 -> RGB uint8 (sH)x(sW)x3. Pass ``out`` to reuse a buffer (no allocation).
+        A Y model super-resolves luminance; chroma is resized (``edgesr.color.with_chroma``)."""
         out = check_frame(frame, self.scale, out)
         if self.card.color_order == "BGR":
             frame = frame[:, :, ::-1]
@@ -230,11 +245,15 @@ class Engine:
         self.last_sr_fraction = 1.0
         if self.texture_threshold > 0:
             self._run_adaptive(frame, out)
-        elif self.dynamic and h * w <= self.whole_frame_max:
-            self._run_whole(frame, out)
-        else:  # fixed-shape model, or a frame too big to run whole: tiles into the preallocated output
-            tiler = self._tiler(h, w, max(8, min(BIG_TILE, min(h, w) - 2 * self.card.margin)))
-            self._run_tiles(tiler.pad(frame), tiler, range(len(tiler)), lambda t, i: tiler.place(out, t, i))
+        else:
+            src, dst = (luma(frame), self._y_out(out)) if self.channels == 1 else (frame, out)
+            if self.dynamic and h * w <= self.whole_frame_max:
+                self._run_whole(src, dst)
+            else:  # fixed-shape model, or a frame too big to run whole: tiles into the preallocated output
+                tiler = self._tiler(h, w, max(8, min(BIG_TILE, min(h, w) - 2 * self.card.margin)))
+                self._run_tiles(tiler.pad(src), tiler, range(len(tiler)), lambda t, i: tiler.place(dst, t, i))
+        if self.channels == 1:
+            with_chroma(self._y_buf, frame, out)
         if self.card.color_order == "BGR":
             out[...] = out[:, :, ::-1]
         return out
@@ -246,4 +265,4 @@ class Engine:
     def describe(self) -> dict:
         return {"model": self.path.name, "backend": self.backend, "interpreter": self.interpreter_name,
                 "threads": self.threads, "scale": self.scale, "tile": list(self.tile) if self.tile else None,
-                "batch": self.batch, "texture_threshold": self.texture_threshold, "input_dtype": str(self.in_dtype), "output_dtype": str(self.out_dtype)}
+                "batch": self.batch, "color": "y" if self.channels == 1 else "rgb", "texture_threshold": self.texture_threshold, "input_dtype": str(self.in_dtype), "output_dtype": str(self.out_dtype)}

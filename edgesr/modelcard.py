@@ -21,6 +21,7 @@ class ModelCard:
     tile: list[int] | None = None        # [h, w] of the fixed LR input, None for dynamic shape
     margin: int = 4                      # LR pixels of context a tile needs on each side (receptive field)
     color_order: str = "RGB"
+    color: str = "rgb"                   # "rgb": RGB in and out; "y": luminance in and out (edgesr.color)
     arch: dict = field(default_factory=dict)
     params: int = 0
     macs_per_output_pixel: float = 0.0
@@ -43,6 +44,8 @@ class ModelCard:
             raise ModelError(f"{where}: scale must be 2, 3 or 4, not {card.scale!r}")
         if card.tile is not None and (len(card.tile) != 2 or min(card.tile) < 1):
             raise ModelError(f"{where}: tile must be [h, w] or null")
+        if card.color not in ("rgb", "y"):
+            raise ModelError(f"{where}: color must be \"rgb\" or \"y\", not {card.color!r}")
         if card.color_order not in ("RGB", "BGR"):
             raise ModelError(f"{where}: color_order must be RGB or BGR")
         if not 0 <= card.margin <= 256:
