@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import h264  # noqa: E402
 import video_study as vs  # noqa: E402
+
 from edgesr.engine import Engine  # noqa: E402
 from edgesr.modechoice import downscale  # noqa: E402
 

@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgesr.codec import encode  # noqa: E402
 from edgesr.errors import ProtocolError  # noqa: E402
+from edgesr.fec import HEAD, is_parity, protect  # noqa: E402
 from edgesr.framing import StreamDeframer  # noqa: E402
 from edgesr.protocol import FLAG_LR, Packet, decode_packet, encode_frame, encode_packet  # noqa: E402
-from edgesr.fec import HEAD, is_parity, protect  # noqa: E402
-from edgesr.video import encode_unit  # noqa: E402
 from edgesr.receiver import Receiver  # noqa: E402
+from edgesr.video import encode_unit  # noqa: E402
 
 KEY = b"k" * 16
 
@@ -80,13 +80,14 @@ def main() -> None:
     st = H264Stream(64, 48, 5.0, 60000, refresh_s=1.0)
     units = [st.encode(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) // 8 + 100) for _ in range(12)]
     rx = Receiver("udp://127.0.0.1:0", key=None, upscale=True, threads=1)
+    rx.assembler.broken.every = 0.0  # every due request counted
     de = StreamDeframer()
     counts = {"structured": 0, "mutated": 0, "h264": 0, "decoded": 0, "rejected": 0, "frames": 0, "crashes": 0,
               "requests": 0, "device_requests": 0}
-    from edgesr.protocol import REQUEST, encode_request
-    from edgesr.transports.base import Sink
+    from edgesr.backchannel import REQUEST, encode_request
+    from edgesr.encoder import StreamEncoder
 
-    device = Sink("fuzz", topology="source", codec="h264", fps=2.0, bitrate=57600, key=None)
+    device = StreamEncoder(topology="source", codec="h264", fps=2.0, bitrate=57600, key=None)
     crashes = []
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -102,7 +103,7 @@ def main() -> None:
                     for f in rx.assembler.add(p, now=i * 1e-3):
                         rx._finish(f)
                         counts["frames"] += 1
-            counts["requests"] += len(rx.assembler.refresh_due(i * 1e-3, every=0.0))  # what the robot asks
+            counts["requests"] += len(rx.assembler.broken.due(i * 1e-3))  # what the robot asks
         except ProtocolError:
             counts["rejected"] += 1
         except Exception as e:  # noqa: BLE001

@@ -26,9 +26,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from adaptive_tiles import pan_frames  # noqa: E402
+
 from edgesr.ladder import Ladder, calibrate, open_rung  # noqa: E402
-from edgesr.pipeline import Pipeline  # noqa: E402
 from edgesr.metrics import psnr_y  # noqa: E402
+from edgesr.pipeline import Pipeline  # noqa: E402
 from edgesr.sources import Pacer, Source  # noqa: E402
 from edgesr.transports.base import Sink  # noqa: E402
 
@@ -49,7 +50,7 @@ class Recorder(Sink):
     """Keeps (time, seq, model) of every delivered frame and every 2nd SR frame for PSNR afterwards."""
 
     def __init__(self, engine):
-        super().__init__("record://", topology="source")
+        super().__init__("record://")  # wants the SR frame (Sink.needs_sr)
         self.engine, self.log, self.kept = engine, [], {}
 
     def open(self):

@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 from edgesr.engine import Engine  # noqa: E402
 from edgesr.imageio import read_rgb, write_rgb  # noqa: E402
+from edgesr.metrics import degrade, imresize, psnr_y  # noqa: E402
 from edgesr.modechoice import delivered  # noqa: E402
 from edgesr.ratecontrol import fit_quality  # noqa: E402
-from edgesr.metrics import degrade, imresize, psnr_y  # noqa: E402
 
 HR_W, HR_H, S = 480, 360, 4
 MODES = {"hr": "HR image, no SR", "sr_receiver": "LR + SR at the robot", "sr_source": "SR at the source",

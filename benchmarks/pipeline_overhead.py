@@ -17,8 +17,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgesr.imageio import sample_frame  # noqa: E402
 from edgesr.engine import Engine  # noqa: E402
+from edgesr.imageio import sample_frame  # noqa: E402
 from edgesr.pipeline import Pipeline  # noqa: E402
 from edgesr.sources import SyntheticSource  # noqa: E402
 from edgesr.transports import open_sink  # noqa: E402

@@ -1,6 +1,6 @@
 """What might rescue a thin link with loss (the README's "Not met: 19.2 kbit/s, 5 fps" and "Back channel"): H.264
 HR as `serve` sends it, against a different refresh sweep, H.264 at half resolution + the shipped x2 model, and a
-simulated back channel (the robot asks for an IDR when it lost a unit for good; the device's Sink.on_request
+simulated back channel (the robot asks for an IDR when it lost a unit for good; the device's StreamEncoder.on_request
 decides). PSNR-Y at the robot, mean over each draw's shown frames, clean and at ``--loss`` over ``--draws`` loss
 draws.
 
@@ -20,13 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).parent))
 
 import video_study as vs  # noqa: E402
-from edgesr import video  # noqa: E402
+
+from edgesr import (
+    backchannel,  # noqa: E402
+    video,  # noqa: E402
+)
+from edgesr.encoder import StreamEncoder  # noqa: E402
 from edgesr.metrics import psnr_y  # noqa: E402
 from edgesr.modechoice import downscale  # noqa: E402
-from edgesr.transports.base import Sink  # noqa: E402
 
-
-MIN_FRAME = video.REFRESH_MIN_FRAME
+MIN_FRAME = backchannel.REFRESH_MIN_FRAME
 
 
 def shown_db(shown, hrs, finish=lambda im: im) -> float:
@@ -47,8 +50,8 @@ def main() -> None:
     a = ap.parse_args()
     hrs = vs.video_frames(a.video, a.fps, a.frames)
     seeds = range(1, a.draws + 1)
-    sink = lambda topology="source": Sink("thin", topology=topology, codec="h264", bitrate=a.bitrate, fps=a.fps,
-                                          mtu=vs.MTU, fec=a.fec)
+    sink = lambda topology="source": StreamEncoder(topology=topology, codec="h264", bitrate=a.bitrate, fps=a.fps,
+                                                   mtu=vs.MTU, fec=a.fec)
 
     def report(name, clean, draws):
         print(json.dumps({"bitrate": a.bitrate, "fps": a.fps, "fec": a.fec, "try": name, "clean": round(clean, 2),
@@ -73,9 +76,9 @@ def main() -> None:
             report("half resolution + x2 SR", shown_db(vs.deliver(st, 0.0, 1), hrs, up),
                    [shown_db(vs.deliver(st, a.loss, sd), hrs, up) for sd in seeds])
         elif t in ("feedback", "feedback-always"):  # always: every request obeyed, however thin the link
-            video.REFRESH_MIN_FRAME = 0 if t == "feedback-always" else MIN_FRAME
+            backchannel.REFRESH_MIN_FRAME = 0 if t == "feedback-always" else MIN_FRAME
             loop = lambda loss, sd: shown_db(vs.deliver_closed(sink(), hrs, a.fps, 1, loss, sd), hrs)
-            report(f"IDR on request (Sink.on_request{', every one' if t == 'feedback-always' else ''})",
+            report(f"IDR on request (StreamEncoder.on_request{', every one' if t == 'feedback-always' else ''})",
                    loop(0.0, 1), [loop(a.loss, sd) for sd in seeds])
         else:
             ap.error(f"--try {t!r}: one of refresh:S[,S..], half, feedback, feedback-always")

@@ -15,17 +15,18 @@ import time
 from pathlib import Path
 
 import cv2
+import h264
 import numpy as np
 
-import h264
+from edgesr.assembly import FrameAssembler
+from edgesr.encoder import StreamEncoder
 from edgesr.fec import Recovery, is_parity, parity_share
 from edgesr.metrics import psnr_y
-from edgesr.modechoice import MODES, attach, downscale
-from edgesr.assembly import FrameAssembler
+from edgesr.modechoice import MODES, downscale
 from edgesr.protocol import decode_packet
 from edgesr.ratecontrol import fit_quality
 from edgesr.replenish import Replenisher
-from edgesr.transports.base import OutFrame, Sink
+from edgesr.transports.base import OutFrame
 
 S, MTU = 4, 1200
 CONFIGS = (("webp", 64), ("webp", 256), ("jpeg", 256))  # (codec, LR tile); HR tiles are 4x larger
@@ -73,7 +74,7 @@ def encode_replenished(srcs, budget, codec, tile, lr: bool, threshold: float = 4
 
 
 def sink_stream(sink, srcs, fps: float, scale: int, modes: list | None = None):
-    """Each frame's packets as ``sink`` makes them (the product's own path: Sink.packets); ``modes`` gets the mode
+    """Each frame's packets as ``sink`` (a StreamEncoder) makes them (the product's own path); ``modes`` gets the mode
     the sink's chooser used for each frame (None: nothing sent yet)."""
     out = []
     for k, img in enumerate(srcs):
@@ -115,16 +116,17 @@ def arrive(packets, k: int, loss: float, rnd, rec, asm, shown):
 
 def deliver_closed(sink, srcs, fps: float, scale: int, loss: float, seed: int):
     """What the robot has after each frame when it can talk back: the stream is made frame by frame (the product's
-    Sink.packets) and every refresh request the robot's assembler raises (a unit lost for good) reaches the sink
+    StreamEncoder.packets) and every refresh request the robot's assembler raises (a unit lost for good) reaches the sink
     before its next frame, unless the back channel loses it too (same ``loss``). Time here counts frames."""
-    from edgesr.protocol import encode_request
+    from edgesr.backchannel import encode_request
 
     rnd, back, rec, shown, out = random.Random(seed), random.Random(-seed), Recovery(), None, []
     asm = FrameAssembler(recovery=rec, hold_s=10.0)  # back: the back channel's losses, apart from the stream's
+    asm.broken.every, asm.broken.give_up = fps, 20 * fps  # at most one request a second
     for k, img in enumerate(srcs):
         shown = arrive(sink.packets(OutFrame(k + 1, int(k * 1e6 / fps), img, None, scale, 0.0)), k, loss, rnd, rec,
                        asm, shown)
-        for stream, seq in asm.refresh_due(k, every=fps, give_up=20 * fps):  # at most one request a second
+        for stream, seq in asm.broken.due(k):
             if back.random() >= loss:
                 sink.on_request(encode_request(stream, seq), now=k / fps)
         out.append(shown)
@@ -183,21 +185,21 @@ def cell(hrs, eng, bitrate: float, fps: float, losses, seed: int = 1, draws: int
     # H.264 inside edgesr's protocol (edgesr.video), a fixed mode each: what `codec = "h264"` sends
     for name, srcs, finish, topology in (("edgesr_h264_hr", hrs, same, "source"),
                                          ("edgesr_h264_lr_sr", lrs, eng.upscale, "receiver")):
-        stream = sink_stream(Sink("study", topology=topology, codec="h264", bitrate=bitrate, fps=fps, mtu=MTU),
+        stream = sink_stream(StreamEncoder(topology=topology, codec="h264", bitrate=bitrate, fps=fps, mtu=MTU),
                              srcs, fps, S if srcs is lrs else 1)
         for loss in losses:
             rows[loss][name] = {"psnr_y": lossy(deliver, stream, loss, hrs, finish, seeds),
                                 "kbps": kbps_of(stream, fps)}
-    # auto: what serve sends with topology "auto" on this budgeted link (a real Sink + its ModeChooser over tiles
+    # auto: what serve sends with topology "auto" on this budgeted link (a real StreamEncoder + its ModeChooser over tiles
     # and H.264), with the sink's fec set from the link's loss and frame budget (edgesr.fec.parity_share: 25 %
     # parity at 5 %, none under 600 bytes a frame)
-    auto_sink = lambda loss: Sink("study", topology="measured", codec=best_cfg["edgesr_lr_sr"][0],
-                                  tile=best_cfg["edgesr_lr_sr"][1], bitrate=bitrate, fps=fps, mtu=MTU,
-                                  fec=parity_share(loss, bitrate / 8 / fps))
+    auto_sink = lambda loss: StreamEncoder(topology="measured", codec=best_cfg["edgesr_lr_sr"][0],
+                                           tile=best_cfg["edgesr_lr_sr"][1], bitrate=bitrate, fps=fps, mtu=MTU,
+                                           fec=parity_share(loss, bitrate / 8 / fps), measure_with=eng, modes=MODES)
     finish = lambda img: eng.upscale(img) if img.shape[0] < hrs[0].shape[0] else img  # LR: SR at the robot
     for loss in losses:
         sink = auto_sink(loss)
-        chooser, modes = attach(sink, eng, MODES), []
+        chooser, modes = sink.chooser, []
         stream = sink_stream(sink, hrs, fps, S, modes)
         # every frame shown counts, on any loss draw
         db = [np.mean([psnr_y(finish(img), hr, S) for img, hr in zip(deliver(stream, loss, sd), hrs) if img is not None])
@@ -214,14 +216,13 @@ def cell(hrs, eng, bitrate: float, fps: float, losses, seed: int = 1, draws: int
         db, kb, idr = [], [], []
         for sd in seeds:
             sink = auto_sink(loss)
-            attach(sink, eng, MODES)
             sent = []
             real = sink.packets
             sink.packets = lambda f: sent.append(real(f)) or sent[-1]
             shown = deliver_closed(sink, hrs, fps, S, loss, sd)
             db.append(np.mean([psnr_y(finish(img), hr, S) for img, hr in zip(shown, hrs) if img is not None]))
             kb.append(kbps_of(sent, fps))
-            idr.append(sink.stats["refreshes"])
+            idr.append(sink.state()["refreshes"])
         rows[loss]["auto_feedback"] = {"psnr_y": round(float(np.mean(db)), 3), "kbps": round(float(np.mean(kb)), 2),
                                        "refreshes": round(float(np.mean(idr)), 2)}
     return [{"fps": fps, "bitrate": bitrate, "loss": loss, "frames": len(hrs), "modes": rows[loss]}
@@ -315,8 +316,7 @@ def live(video: Path, model, bitrate: float, fps: float, loss: float, seconds: f
     link = PtyLink(bitrate=bitrate, loss=loss, corrupt=corrupt, seed=1).start()
     q = f"baud={int(bitrate)}" + (f"&rs={rs}" if rs else "")
     sink = open_sink(f"serial://{link.tx}?{q}", topology="measured", codec="webp", tile=256,
-                     fps=fps, mtu=mtu, bitrate=bitrate * 0.8, fec=fec)
-    attach(sink, Engine(model, threads=1), MODES)
+                     fps=fps, mtu=mtu, bitrate=bitrate * 0.8, fec=fec, measure_with=Engine(model, threads=1), modes=MODES)
     pipe = Pipeline(VideoFileSource(video, loop=False, fps=fps), None, [sink], scale=S)
     rx = Receiver(f"serial://{link.rx}?{q}", upscale=True, model=model, latest_only=False, feedback=feedback)
     pipe.start()
@@ -326,7 +326,7 @@ def live(video: Path, model, bitrate: float, fps: float, loss: float, seconds: f
         if time.monotonic() - t0 > seconds:
             break
     el = time.monotonic() - t0
-    state = sink.chooser.state()
+    state = sink.encoder.chooser.state()
     pipe.stop()
     rx.close()
     link.close()

@@ -11,7 +11,6 @@ from edgesr.cli import SCALE, friendly, size_wxh
 from edgesr.interpreter import BACKENDS
 
 
-
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="keep TensorFlow's and the interpreter's own log lines")
 def main(verbose) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .backchannel import BrokenPictures
 from .codec import CODEC_NAMES, decode
 from .errors import ConfigError, ProtocolError
 from .fec import MAX_SPAN
@@ -93,9 +94,9 @@ class FrameAssembler:
                       "late": 0, "bad_tiles": 0, "over_limit": 0, "no_picture": 0,
                       "no_decoder": 0, "packets_expected": 0, "packets_received": 0, "units_lost": 0, "waited": 0,
                       "concealed": 0, "units_broken": 0}
-        # stream -> [newest seq, since, last request]: its decoder went on without a unit (or part of one) and shows
-        # the error until an IDR comes (or the refresh sweep heals it): what the robot asks the device to refresh
-        self.broken: dict[int, list] = {}
+        # H.264 streams whose decoder went on without a unit (or part of one): they show the error until an IDR
+        # comes (or the refresh sweep heals it); what the robot asks the device to refresh (edgesr.backchannel)
+        self.broken = BrokenPictures()
         self.last_over_limit: str | None = None
         self.last_error: str | None = None  # why the last undecodable tile or unit failed
 
@@ -284,10 +285,8 @@ class FrameAssembler:
         if first.codec == H264:
             if missing is None or missing:  # concealed, or no picture yet
                 self._broke(stream, first.seq, now)
-            elif f.get("idr"):  # a whole IDR: the picture is right again
-                self.broken.pop(stream, None)
-            elif stream in self.broken and seq_newer(first.seq, self.broken[stream][0]):
-                self.broken[stream][0] = first.seq  # still broken as of this unit (the device's IDR was lost?)
+            else:
+                self.broken.decoded(stream, first.seq, bool(f.get("idr")))
         last = self.last_emitted.get(stream)
         if last is None or seq_newer(first.seq, last):
             self.last_emitted[stream] = first.seq
@@ -307,21 +306,7 @@ class FrameAssembler:
 
     def _broke(self, stream: int, seq: int, now: float) -> None:
         self.stats["units_broken"] += 1
-        b = self.broken.setdefault(stream, [seq, now, None])
-        b[0] = seq if seq_newer(seq, b[0]) else b[0]
-
-    def refresh_due(self, now: float, every: float = 1.0, give_up: float = 20.0) -> list[tuple[int, int]]:
-        """(stream, seq) for each H.264 stream whose picture is broken (seq: the newest unit it was broken at, so
-        the device can tell a request its last IDR already answered) and whose last refresh request is ``every``
-        seconds old (requests get lost too); after ``give_up`` seconds the refresh sweep has healed it."""
-        due = []
-        for stream, b in list(self.broken.items()):
-            if now - b[1] > give_up:
-                del self.broken[stream]
-            elif b[2] is None or now - b[2] >= every:
-                b[2] = now
-                due.append((stream, b[0]))
-        return due
+        self.broken.broke(stream, seq, now)
 
     def _tiles(self, f: dict, canvas: np.ndarray) -> list[int]:
         """Decode a frame's tiles into ``canvas``; the indexes of those that did not arrive or decode."""

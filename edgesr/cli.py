@@ -250,7 +250,8 @@ def calibrate(config_path, seconds, out):
     """Measure each model of the config's [model] ladder on this board; write the latency table it uses."""
     from . import config as C
     from .imageio import write_text_atomic
-    from .ladder import calibrate as measure_ladder, rungs_from_config
+    from .ladder import calibrate as measure_ladder
+    from .ladder import rungs_from_config
 
     cfg = C.load(config_path)
     m = cfg.model

@@ -186,7 +186,7 @@ def _check_sink(k: SinkConfig, w: str, base: Path | None) -> None:
         k.endpoint = parse_url(k.url)
     except ConfigError as e:
         raise ConfigError(f"{w}.url: {e}") from None
-    from .transports.base import TOPOLOGIES
+    from .encoder import TOPOLOGIES
 
     if k.topology not in ("auto", *TOPOLOGIES):
         raise ConfigError(f"{w}.topology must be 'auto', 'source' or 'receiver' (or 'measured'), got {k.topology!r}")

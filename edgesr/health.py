@@ -27,10 +27,11 @@ def prometheus(pipe, extra: dict) -> str:
     metric("frames_sent_total", "counter", "Frames sent per sink", [({"sink": u}, v["frames_sent"]) for u, v in s["sinks"].items()])
     metric("bytes_sent_total", "counter", "Bytes sent per sink", [({"sink": u}, v["bytes_sent"]) for u, v in s["sinks"].items()])
     metric("packets_sent_total", "counter", "Packets sent per sink", [({"sink": u}, v["packets_sent"]) for u, v in s["sinks"].items()])
+    packet_sinks = [(u, v) for u, v in s["sinks"].items() if "refresh_requests" in v]  # MJPEG has no back channel
     metric("refresh_requests_total", "counter", "Robots' refresh requests (the back channel) per sink",
-           [({"sink": u}, v["refresh_requests"]) for u, v in s["sinks"].items()])
+           [({"sink": u}, v["refresh_requests"]) for u, v in packet_sinks])
     metric("refreshes_total", "counter", "IDRs sent because a robot asked", [({"sink": u}, v["refreshes"])
-                                                                          for u, v in s["sinks"].items()])
+                                                                          for u, v in packet_sinks])
     metric("camera_reconnects_total", "counter", "Source failures followed by a reconnect attempt",
            [({}, s["camera_reconnects"])])
     metric("fps", "gauge", "Pipeline frame rate (EWMA)", [({}, s["fps"])])

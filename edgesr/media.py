@@ -8,6 +8,7 @@ import numpy as np
 
 from .errors import InputError
 from .imageio import IMAGE_EXTS, atomic_path, is_image, read_rgb, write_rgb
+
 VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".mov": "mp4v"}
 
 

@@ -23,8 +23,8 @@ import time
 import cv2
 import numpy as np
 
-from .metrics import psnr_y
 from .assembly import FrameAssembler
+from .metrics import psnr_y
 from .protocol import decode_packet
 from .ratecontrol import fit_quality
 
@@ -163,16 +163,3 @@ class ModeChooser:
 
     def state(self) -> dict:
         return {"mode": self.mode, "db": dict(self.db), **self.stats}
-
-
-def attach(sink, upscaler, modes) -> ModeChooser:
-    """Give a budgeted sink of topology 'measured' its chooser (tiles in the sink's codec; H.264 after headers and
-    the sink's FEC share)."""
-    budget = sink.rate.frame_budget / (1 + sink.fec) / sink.overhead
-    from .video import REFRESH_S
-
-    sink.chooser = ModeChooser(upscaler, budget, codec=sink.codec, tile=sink.tile, mtu=sink.mtu, modes=modes,
-                               fps=sink.fps, video_bitrate=sink.video_bitrate(), refresh_s=REFRESH_S,
-                               video_mtu=sink.video_mtu,
-                               video_hysteresis_db=LOSSY_VIDEO_HYSTERESIS_DB if sink.fec else VIDEO_HYSTERESIS_DB)
-    return sink.chooser

@@ -143,7 +143,7 @@ class Pipeline:
         self.stats["capture_drops"] = self.slot.dropped
         return {**self.stats, "source": self.source.name, "source_ok": self.source_ok,
                 "heartbeat_age_s": round(time.monotonic() - self.heartbeat, 3) if self.heartbeat else None,
-                "sinks": {s.url: {**s.stats, "drops": s.slot.dropped} for s in self.sinks}}
+                "sinks": {s.url: s.state() for s in self.sinks}}
 
     def stop(self, timeout: float = 1.5) -> None:
         """Stop capture, let frames in flight finish, close sinks (in-flight TCP/serial frames complete)."""

@@ -151,32 +151,3 @@ def encode_frame(image_rgb: np.ndarray, seq: int, timestamp_us: int, *, stream: 
                                             CODECS[codec], scale, f, len(chunks), FLAG_LR if lr else 0, chunk,
                                             len(chosen)), key))
     return out
-
-
-# -- the back channel: a robot asks the device for a self-contained H.264 unit ------------------------------------
-REQUEST = struct.Struct("!2sBBHI")  # magic "ER" | version | flags | stream id | newest seq it is broken at
-REQUEST_MAGIC = b"ER"
-
-
-def encode_request(stream: int, seq: int, key: bytes | None = None) -> bytes:
-    """A refresh request: the robot's picture of ``stream`` is broken as of H.264 unit ``seq`` (it lost a unit for
-    good): 14 bytes, 30 with a key."""
-    body = REQUEST.pack(REQUEST_MAGIC, VERSION, FLAG_AUTH if key else 0, stream & 0xFFFF, seq & 0xFFFFFFFF)
-    body += CRC.pack(zlib.crc32(body))
-    return body + _tag(key, body) if key else body
-
-
-def decode_request(data: bytes, key: bytes | None = None) -> tuple[int, int]:
-    """(stream, seq) of a refresh request; ProtocolError (AuthError: tag) for anything else."""
-    data = bytes(data)
-    n = REQUEST.size + CRC.size
-    if len(data) not in (n, n + TAG_LEN) or data[:2] != REQUEST_MAGIC:
-        raise ProtocolError("not a refresh request")
-    magic, version, flags, stream, seq = REQUEST.unpack_from(data)
-    if version != VERSION or len(data) != n + (TAG_LEN if flags & FLAG_AUTH else 0):
-        raise ProtocolError("bad refresh request")
-    if CRC.unpack_from(data, REQUEST.size)[0] != zlib.crc32(data[:REQUEST.size]):
-        raise ProtocolError("CRC mismatch")
-    if key is not None and not (flags & FLAG_AUTH and hmac.compare_digest(data[n:], _tag(key, data[:n]))):
-        raise AuthError("refresh request without a valid HMAC tag")
-    return stream, seq

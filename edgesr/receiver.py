@@ -6,10 +6,11 @@ import time
 
 import numpy as np
 
+from .assembly import Frame, FrameAssembler, Limits
+from .backchannel import encode_request
 from .errors import EdgeSRError, ProtocolError
 from .fec import Recovery, is_parity
-from .assembly import Frame, FrameAssembler, Limits
-from .protocol import AuthError, decode_packet, encode_request
+from .protocol import AuthError, decode_packet
 from .transports import open_reader, parse_url
 
 log = logging.getLogger("edgesr.receiver")
@@ -104,7 +105,7 @@ class Receiver:
                     self.reader.trust(i)  # requests go back to where valid packets come from
             got += self.assembler.expire(time.monotonic(), self.max_age)
             if self.feedback and hasattr(self.reader, "send_back"):
-                for stream, seq in self.assembler.refresh_due(time.monotonic()):
+                for stream, seq in self.assembler.broken.due(time.monotonic()):
                     self.reader.send_back(encode_request(stream, seq, self.key))
                     self.stats["refresh_requests"] += 1
             if self.latest_only and len(got) > 1:

@@ -81,18 +81,20 @@ def build(cfg: ServeConfig):
             log.warning(engine.warning)
     sinks = [open_sink(k.endpoint, topology=k.resolved_topology, codec=k.codec, quality=k.quality, tile=k.tile,
                        key=k.key, bitrate=k.bitrate, fps=k.fps, stream=k.stream, replenish=k.replenish,
-                       refresh=k.refresh, fec=k.fec, feedback=k.feedback, **({"mtu": k.mtu} if k.mtu else {}))
+                       refresh=k.refresh, fec=k.fec, feedback=k.feedback, **({"mtu": k.mtu} if k.mtu else {}),
+                       **(_measuring(cfg.model, k.codec) if k.resolved_topology == "measured" else {}))
              for k in cfg.sinks]
-    for k, sink in zip(cfg.sinks, sinks):
-        if k.resolved_topology == "measured":  # its own engine: measuring runs on the sink's thread
-            from .engine import Engine
-            from .modechoice import attach
-
-            m = cfg.model
-            attach(sink, Engine(m.name or None, backend=m.backend, threads=1, scale=m.scale), candidate_modes(k.codec))
     src = cfg.source
     source = open_source(src.url, (src.width, src.height), src.fps, src.loop)
     return Pipeline(source, engine, sinks, (src.width, src.height), cfg.model.scale)
+
+
+def _measuring(m, codec: str) -> dict:
+    """A measured sink's own engine (measuring runs on the sink's thread) and the modes it chooses among."""
+    from .engine import Engine
+
+    return {"measure_with": Engine(m.name or None, backend=m.backend, threads=1, scale=m.scale),
+            "modes": candidate_modes(codec)}
 
 
 def candidate_modes(codec: str) -> tuple[str, ...]:

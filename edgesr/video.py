@@ -10,7 +10,7 @@ intra blocks sweeps the picture every ``refresh_s`` (10 s: at 57.6 kbit/s a 4 s 
 video, and with FEC across frames a 6 s sweep lost 0.45 dB at 5 % loss against 10 s), so a thin link sees no
 keyframe spikes, a loss FEC cannot rebuild heals within ``refresh_s`` and a robot that joins mid-stream gets a
 picture after one sweep (SPS/PPS repeat at each sweep); a robot that can talk back asks for an IDR instead
-(refresh requests: ``Sink.on_request``, REFRESH_MIN_FRAME).
+(``edgesr.backchannel``).
 Where FFmpeg has the V4L2 memory-to-memory encoder (Raspberry Pi 4's hardware H.264), ``encoder="auto"`` uses it.
 
 Robot (``H264Decoder``): FFmpeg's decoder, limited to ``Limits.max_frame_pixels`` (``max_pixels``) before it
@@ -33,12 +33,6 @@ REFRESH_S = 10.0  # intra refresh period (s): see the module text
 LINK_SHARE = 0.94  # of the link's bit/s an H.264 stream plans to fill (see stream_bitrate)
 FEC_PACKET = 700  # bytes: H.264 packet size where the sink sends parity (see packet_size)
 SLOW_PIXEL_RATE = 2_000_000  # pixels/s up to which x264 runs preset "slow" (see pick_preset)
-# A robot that lost a unit for good asks for an IDR (the back channel: Sink.on_request). Simulated on the shared
-# clip, H.264 HR, no parity, 5 % loss, 16 draws (benchmarks/thin_lossy.py --try feedback feedback-always): 19.2
-# kbit/s 2 fps (1200 link bytes a frame) 34.16 dB against 29.87 without; 5 fps (480 bytes), every request obeyed:
-# 31.39 against 33.69: there an IDR weighs 3-4 frames
-REFRESH_MIN_FRAME = 600  # link bytes a frame under which the device ignores refresh requests
-REFRESH_GAP_S = 1.0  # at most one requested IDR a second, whatever robots ask (or a forger with the key)
 
 
 def _av():

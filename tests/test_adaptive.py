@@ -5,11 +5,12 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import FIX
 from edgesr.adaptive import interiors, texture_scores
 from edgesr.engine import Engine
 from edgesr.errors import InputError
 from edgesr.tiling import Tiler
+
+from conftest import FIX
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import FIX, ROOT, run_cli
 from edgesr.imageio import read_rgb, write_rgb
+
+from conftest import FIX, ROOT, run_cli
 
 SAMPLE = ROOT / "edgesr" / "samples" / "nature_160x120.png"
 

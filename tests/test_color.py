@@ -5,10 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import FIX
 from edgesr.color import luma, with_chroma
 from edgesr.engine import Engine
 from edgesr.errors import ModelError
+
+from conftest import FIX
 
 
 def _by_hand(path, y_lr: np.ndarray) -> np.ndarray:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ROOT, run_cli
 from edgesr import config as C
 from edgesr.errors import ConfigError
+
+from conftest import ROOT, run_cli
 
 GOOD = """
 [source]
@@ -105,8 +106,8 @@ def test_auto_topology_measures_on_budgeted_links(url, bitrate, expected):
 
 def test_receiver_fec_wait(tmp_path):
     """[receiver] fec_wait reaches the robot's frame assembler; out of range is a one-line error."""
-    from edgesr.receiver import Receiver
     from edgesr.linksim import free_port
+    from edgesr.receiver import Receiver
 
     p = tmp_path / "robot.toml"
     p.write_text("[receiver]\nurl = 'udp://127.0.0.1:5600'\nfec_wait = 2\n")

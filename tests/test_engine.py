@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import FIX
 from edgesr.engine import Engine
 from edgesr.errors import BackendError, InputError, ModelError
 from edgesr.tiling import Tiler, spans
+
+from conftest import FIX
 
 
 def crop(photo, h, w):

@@ -9,8 +9,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgesr.fec import HEAD, MAGIC, VERSION, Recovery, is_parity, protect
 from edgesr.assembly import FrameAssembler
+from edgesr.fec import HEAD, MAGIC, VERSION, Recovery, is_parity, protect
 from edgesr.protocol import decode_packet, encode_frame
 
 KEY = b"k" * 16

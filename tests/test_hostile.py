@@ -15,12 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIX, ROOT, run_cli
+from edgesr.assembly import Limits
 from edgesr.errors import ConfigError, ModelError, ProtocolError
 from edgesr.imageio import read_rgb, write_rgb
 from edgesr.linksim import free_port
-from edgesr.assembly import Limits
 from edgesr.protocol import FLAG_LR, Packet, decode_packet, encode_frame, encode_packet
+
+from conftest import FIX, ROOT, run_cli
 
 SAMPLE = ROOT / "edgesr" / "samples" / "nature_160x120.png"
 TINY = FIX / "tiny_x2_float32.tflite"
@@ -89,8 +90,8 @@ u16 = st.integers(0, 65535)
        stream=u16, payload=st.sampled_from(["noise", "image", "header"]), keyed=st.booleans())
 def test_structure_aware_fuzz(fw, fh, tc, ti, x, y, w, h, codec, scale, frag, nfrag, lr, stream, payload, keyed):
     """Packets with a valid CRC and HMAC and arbitrary header fields: only ProtocolError, bounded memory."""
-    from edgesr.codec import encode
     from edgesr.assembly import FrameAssembler
+    from edgesr.codec import encode
 
     img = encode(np.full((max(1, min(h, 64)), max(1, min(w, 64)), 3), 100, np.uint8), "jpeg", 80)
     body = {"noise": bytes(range(200)), "image": img, "header": img[:30] + b"\0" * 30}[payload]

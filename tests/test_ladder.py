@@ -7,11 +7,12 @@ import logging
 import numpy as np
 import pytest
 
-from conftest import FIX, run_cli
 from edgesr import config as C
 from edgesr.errors import ConfigError
 from edgesr.ladder import Ladder, Policy, from_config, open_rung, table_costs
 from edgesr.upscaler import Bicubic
+
+from conftest import FIX, run_cli
 
 COSTS = [60.0, 30.0, 12.0, 1.5]   # ms per frame of 4 rungs, best first; budget at 20 fps = 50 ms
 

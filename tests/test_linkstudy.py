@@ -5,9 +5,10 @@ import sys
 
 import numpy as np
 
-from conftest import DATA, ROOT
 from edgesr.metrics import psnr_y
 from edgesr.ratecontrol import fit_quality
+
+from conftest import DATA, ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import h264  # noqa: E402

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from conftest import DATA
 from edgesr.imageio import read_rgb
 from edgesr.metrics import degrade, imresize, mod_crop, psnr_y, ssim_y
+
+from conftest import DATA
 
 
 @pytest.mark.parametrize("folder,scale,lit", [("Set5", 4, 28.42), ("Set5", 2, 33.66), ("Set5", 3, 30.39)])

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edgesr.assembly import FrameAssembler
 from edgesr.errors import ProtocolError
 from edgesr.framing import StreamDeframer, frame_bytes
-from edgesr.assembly import FrameAssembler
-from edgesr.protocol import HEADER, AuthError, decode_packet, encode_frame
 from edgesr.metrics import psnr_y
+from edgesr.protocol import HEADER, AuthError, decode_packet, encode_frame
 
 
 @pytest.fixture(scope="module")
@@ -165,40 +165,3 @@ def test_an_incomplete_frame_is_emitted_partial_before_the_newer_complete_one(fr
     assert [(f.seq, f.missing_tiles) for f in got] == [(1, [0]), (2, [])]
     assert asm.stats["late"] == 0 and asm.stats["partial"] == 1
 
-
-def test_refresh_request_round_trip_tag_and_garbage():
-    from edgesr.protocol import decode_request, encode_request
-
-    assert decode_request(encode_request(3, 0xFFFFFFFF)) == (3, 0xFFFFFFFF)
-    key = b"k" * 32
-    signed = encode_request(1, 77, key)
-    assert decode_request(signed, key) == (1, 77) and decode_request(signed) == (1, 77)  # no key: CRC only
-    with pytest.raises(AuthError):
-        decode_request(encode_request(1, 77), key)  # unsigned while a key is configured
-    with pytest.raises(AuthError):
-        decode_request(encode_request(1, 77, b"x" * 32), key)
-    bad = bytearray(encode_request(1, 77))
-    bad[6] ^= 1
-    with pytest.raises(ProtocolError, match="CRC"):
-        decode_request(bytes(bad))
-    with pytest.raises(ProtocolError):
-        decode_request(encode_frame(np.zeros((16, 16, 3), np.uint8), 1, 0)[0])  # a frame packet is not a request
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=40), st.integers(0, 255), st.integers(0, 255), st.integers(0, 2**32 - 1))
-def test_fuzz_refresh_requests(data, version, flags, seq):
-    """Random bytes, and structurally valid requests (right CRC) with random fields: a pair or ProtocolError."""
-    import struct
-    import zlib
-
-    from edgesr.protocol import REQUEST, decode_request
-
-    body = REQUEST.pack(b"ER", version, flags, seq & 0xFFFF, seq)
-    for raw in (data, body + struct.pack("!I", zlib.crc32(body)), body + struct.pack("!I", zlib.crc32(body)) + data):
-        for key in (None, b"k" * 32):
-            try:
-                stream, s = decode_request(raw, key)
-                assert 0 <= stream <= 0xFFFF and 0 <= s <= 0xFFFFFFFF
-            except ProtocolError:
-                pass

@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import FIX, run_cli
 from edgesr.engine import Engine
 from edgesr.errors import ConfigError
 from edgesr.linksim import free_port
@@ -23,6 +22,8 @@ from edgesr.pipeline import Pipeline
 from edgesr.receiver import Receiver
 from edgesr.sources import SyntheticSource
 from edgesr.transports import open_sink
+
+from conftest import FIX, run_cli
 
 TINY = FIX / "tiny_x2_float32.tflite"
 SIZE = (96, 64)

@@ -13,8 +13,9 @@ import urllib.request
 
 import numpy as np
 
-from conftest import FIX
 from edgesr.linksim import PtyLink, free_port
+
+from conftest import FIX
 
 MODEL = FIX / "tiny_x2_float32.tflite"
 
@@ -107,9 +108,9 @@ def test_camera_disappears_and_returns(tmp_path):
     import shutil
 
     from edgesr.engine import Engine
+    from edgesr.health import start_health_server
     from edgesr.imageio import write_rgb
     from edgesr.pipeline import Pipeline
-    from edgesr.health import start_health_server
     from edgesr.sources import ImageFolderSource
     from edgesr.transports import open_sink
 

@@ -13,13 +13,14 @@ import urllib.request
 import numpy as np
 import pytest
 
-from conftest import FIX
 from edgesr.engine import Engine
 from edgesr.linksim import PtyLink, free_port
 from edgesr.pipeline import Pipeline
 from edgesr.receiver import Receiver
 from edgesr.sources import SyntheticSource
 from edgesr.transports import open_sink
+
+from conftest import FIX
 
 MODEL = FIX / "tiny_x2_float32.tflite"
 
@@ -138,7 +139,7 @@ def test_serial_pacing_never_exceeds_budget_over_2s():
     link.close()
     assert link.stats["bytes_in"] > 0.5 * bitrate / 8 * 5  # the link was actually used
     assert link.max_window_bytes(2.0) <= bitrate / 8 * 2
-    assert sink.rate.quality < 90  # rate control stepped quality down to fit
+    assert sink.encoder.rate.quality < 90  # rate control stepped quality down to fit
 
 
 def test_serial_link_cut_and_restored():
@@ -213,11 +214,12 @@ def test_conditional_replenishment_sends_changed_tiles_only(photo):
     """A static scene with one moving patch: after the first frame only the changed tiles (+ the refresh) go out,
     and the robot's frames equal what a full send would give."""
     from edgesr.assembly import FrameAssembler
+    from edgesr.encoder import StreamEncoder
     from edgesr.protocol import decode_packet
-    from edgesr.transports.base import OutFrame, Sink
+    from edgesr.transports.base import OutFrame
 
     base = np.ascontiguousarray(photo[:128, :192])
-    sink = Sink("record://", topology="receiver", codec="png", tile=64, replenish=4.0, refresh=1)
+    sink = StreamEncoder(topology="receiver", codec="png", tile=64, replenish=4.0, refresh=1)
     asm = FrameAssembler()
     sent_tiles = []
     for k in range(4):

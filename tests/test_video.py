@@ -9,15 +9,17 @@ import zlib
 import numpy as np
 import pytest
 
-from conftest import DATA, ROOT
+from edgesr.assembly import FrameAssembler, Limits
+from edgesr.encoder import StreamEncoder
 from edgesr.errors import ConfigError
 from edgesr.fec import Recovery, is_parity
 from edgesr.metrics import psnr_y
-from edgesr.modechoice import MODES, attach
-from edgesr.assembly import FrameAssembler, Limits
+from edgesr.modechoice import MODES
 from edgesr.protocol import H264, decode_packet
-from edgesr.transports.base import OutFrame, Sink
+from edgesr.transports.base import OutFrame
 from edgesr.video import H264Stream, encode_unit
+
+from conftest import DATA, ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import video_study  # noqa: E402
@@ -31,7 +33,7 @@ def clip():
 
 
 def stream(frames, fps=2.0, **kw):
-    sink = Sink("test", topology="source", codec="h264", fps=fps, mtu=1200, **kw)
+    sink = StreamEncoder(topology="source", codec="h264", fps=fps, mtu=1200, **kw)
     return video_study.sink_stream(sink, frames, fps, 1)
 
 
@@ -142,8 +144,9 @@ def test_measured_topology_scores_h264_and_picks_the_best_mode(clip):
     from edgesr.engine import Engine
 
     eng = Engine(None, threads=1)  # the shipped default x4 model
-    sink = Sink("test", topology="measured", codec="webp", tile=256, bitrate=57600, fps=2.0, mtu=1200)
-    chooser = attach(sink, eng, MODES)
+    sink = StreamEncoder(topology="measured", codec="webp", tile=256, bitrate=57600, fps=2.0, mtu=1200,
+                         measure_with=eng, modes=MODES)
+    chooser = sink.chooser
     sent = video_study.sink_stream(sink, clip[:12], 2.0, 4)
     # before the first measurement (10 frames: SETTLE_FRAMES) H.264 HR is sent from its first unit: the robot sees
     # frame 1
@@ -345,7 +348,7 @@ def test_the_robot_waits_only_while_parity_can_still_help(clip):
     assert [f.seq for f in got] == [s for s in range(1, 17) if s - 1 not in ks]  # every other frame, in order
     # frames the device never sent (the sink skipped them: seq gaps) are not waited for: each frame is shown
     # when its own packets are here
-    sink = Sink("test", topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=19200, fec=0.25)
+    sink = StreamEncoder(topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=19200, fec=0.25)
     rec = Recovery()
     asm = FrameAssembler(recovery=rec, hold_s=10.0)
     for seq in (1, 2, 3, 5, 6, 9, 10, 11, 14):
@@ -364,7 +367,7 @@ def test_the_rate_controller_reserves_what_parity_weighs(clip):
     from edgesr.fec import block_frames, parity_ratio
 
     for bitrate, fps in ((19200, 2.0), (57600, 2.0)):
-        sink = Sink("test", topology="source", codec="h264", fps=fps, mtu=1200, bitrate=bitrate, fec=0.25)
+        sink = StreamEncoder(topology="source", codec="h264", fps=fps, mtu=1200, bitrate=bitrate, fec=0.25)
         sent = video_study.sink_stream(sink, clip, fps, 1)
         data = [len(p) for pk in sent for p in pk if not is_parity(p)]
         parity = sum(len(p) for pk in sent for p in pk if is_parity(p))
@@ -407,7 +410,7 @@ def test_the_robot_upscales_h264_lr_with_the_model_trained_for_it(clip):
     from edgesr.modelcard import CODEC_DEFAULTS, DEFAULTS
     from edgesr.receiver import Receiver
 
-    sink = Sink("test", topology="receiver", codec="h264", fps=2.0, mtu=1200, bitrate=19200)
+    sink = StreamEncoder(topology="receiver", codec="h264", fps=2.0, mtu=1200, bitrate=19200)
     packets = [raw for k in range(3) for raw in sink.packets(OutFrame(k + 1, k * 500000, downscale(clip[k], 4), None, 4,
                                                                       0.0))]
     for model, want in ((None, CODEC_DEFAULTS[("h264", 4)]), ("efdn_w16b2_x4_int8", DEFAULTS[4])):
@@ -425,54 +428,54 @@ def test_a_unit_lost_for_good_raises_refresh_requests_until_an_idr(clip):
     request may be lost too) until a whole IDR arrives, which clears it."""
     from edgesr.video import has_idr
 
-    sink = Sink("t", topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=115200)
+    sink = StreamEncoder(topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=115200)
     units = [video_study.sink_stream(sink, clip[:6], 2.0, 1)]
     asm = FrameAssembler()
     for k, pk in enumerate(units[0]):
         if k != 3:  # unit 4 (seq 4) never arrives
             for raw in pk:
                 asm.add(decode_packet(raw), now=k)
-    assert asm.stats["units_broken"] == 1 and list(asm.broken) == [0]
-    assert asm.refresh_due(6.0) == [(0, 6)] and asm.refresh_due(6.5) == [] and asm.refresh_due(7.0) == [(0, 6)]
+    assert asm.stats["units_broken"] == 1 and list(asm.broken.streams) == [0]
+    assert asm.broken.due(6.0) == [(0, 6)] and asm.broken.due(6.5) == [] and asm.broken.due(7.0) == [(0, 6)]
     sink.key_next()  # what a request does on the device
     idr = sink.packets(OutFrame(7, int(3.5e6), clip[6], None, 1, 0.0))
     assert has_idr(b"".join(decode_packet(p).payload for p in idr))
     for raw in idr:
         asm.add(decode_packet(raw), now=8)
-    assert not asm.broken and asm.refresh_due(9.0) == []
+    assert not asm.broken.streams and asm.broken.due(9.0) == []
 
 
 def test_the_device_honours_refresh_requests_where_an_idr_pays(clip):
-    """Sink.on_request: an IDR next, at most one a second, none on a link thinner than REFRESH_MIN_FRAME bytes a
+    """StreamEncoder.on_request: an IDR next, at most one a second, none on a link thinner than REFRESH_MIN_FRAME bytes a
     frame (there an IDR costs more than the loss); garbage and other streams' requests are not obeyed."""
-    from edgesr.protocol import encode_request
-    from edgesr.video import REFRESH_MIN_FRAME, has_idr
+    from edgesr.backchannel import REFRESH_MIN_FRAME, encode_request
+    from edgesr.video import has_idr
 
     def unit_after(sink, raw, now):
         sink.on_request(raw, now=now)
         return b"".join(decode_packet(p).payload for p in sink.packets(OutFrame(9, 0, clip[1], None, 1, 0.0)))
 
     for bitrate, fps, obeys in ((57600, 2.0, True), (19200, 5.0, False)):
-        sink = Sink("t", topology="source", codec="h264", fps=fps, mtu=1200, bitrate=bitrate)
+        sink = StreamEncoder(topology="source", codec="h264", fps=fps, mtu=1200, bitrate=bitrate)
         assert (bitrate / 8 / fps >= REFRESH_MIN_FRAME) == obeys
         sink.packets(OutFrame(1, 0, clip[0], None, 1, 0.0))
         assert has_idr(unit_after(sink, encode_request(0, 1), 10.0)) == obeys
-        assert sink.stats["refresh_requests"] == 1 and sink.stats["refreshes"] == int(obeys)
+        assert sink.state()["refresh_requests"] == 1 and sink.state()["refreshes"] == int(obeys)
     assert not has_idr(unit_after(sink, encode_request(0, 1), 10.5))  # thin link
-    sink = Sink("t", topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=57600)
+    sink = StreamEncoder(topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=57600)
     sink.packets(OutFrame(1, 0, clip[0], None, 1, 0.0))
     assert has_idr(unit_after(sink, encode_request(0, 1), 10.0))
     assert not has_idr(unit_after(sink, encode_request(0, 9), 10.5))  # within a second of the last
     assert not has_idr(unit_after(sink, encode_request(0, 1), 12.0))  # lost before the last IDR: it healed that
-    assert has_idr(unit_after(sink, encode_request(0, 9), 12.0)) and sink.stats["refreshes"] == 2
-    wide = Sink("t", topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=57600, key=b"k" * 32)
+    assert has_idr(unit_after(sink, encode_request(0, 9), 12.0)) and sink.state()["refreshes"] == 2
+    wide = StreamEncoder(topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=57600, key=b"k" * 32)
     wide.packets(OutFrame(1, 0, clip[0], None, 1, 0.0))
     assert not has_idr(unit_after(wide, encode_request(0, 1), 1.0))  # unsigned, while the link has a key
     assert not has_idr(unit_after(wide, encode_request(5, 1, b"k" * 32), 2.0))  # another stream's
-    assert wide.stats["bad_requests"] == 1 and has_idr(unit_after(wide, encode_request(0, 1, b"k" * 32), 3.0))
-    deaf = Sink("t", topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=57600, feedback=False)
+    assert wide.state()["bad_requests"] == 1 and has_idr(unit_after(wide, encode_request(0, 1, b"k" * 32), 3.0))
+    deaf = StreamEncoder(topology="source", codec="h264", fps=2.0, mtu=1200, bitrate=57600, feedback=False)
     deaf.packets(OutFrame(1, 0, clip[0], None, 1, 0.0))
-    assert not has_idr(unit_after(deaf, encode_request(0, 1), 1.0)) and deaf.stats["refresh_requests"] == 1
+    assert not has_idr(unit_after(deaf, encode_request(0, 1), 1.0)) and deaf.state()["refresh_requests"] == 1
 
 
 def test_the_robot_asks_for_a_refresh_over_a_lossy_serial_radio(clip):
@@ -506,9 +509,9 @@ def test_the_robot_asks_for_a_refresh_over_a_lossy_serial_radio(clip):
         assert got and link.stats["frames_dropped"] > 0
         if feedback:
             assert rx.stats["refresh_requests"] >= 1 and link.stats["back_frames"] == rx.stats["refresh_requests"]
-            assert sink.stats["refreshes"] >= 1
+            assert sink.state()["refreshes"] >= 1
         else:
-            assert rx.stats["refresh_requests"] == 0 and sink.stats["refresh_requests"] == 0
+            assert rx.stats["refresh_requests"] == 0 and sink.state()["refresh_requests"] == 0
 
 
 def test_refresh_requests_go_back_over_udp(clip):
@@ -571,7 +574,7 @@ def test_refresh_requests_go_back_over_udp(clip):
         spoofer.close()
     assert answered is None and rx.stats["bad_packets"] >= 20
     assert got and rx.stats["refresh_requests"] >= 1
-    assert sink.stats["refresh_requests"] >= 1 and sink.stats["refreshes"] >= 1
+    assert sink.state()["refresh_requests"] >= 1 and sink.state()["refreshes"] >= 1
 
 
 def test_a_flood_of_refresh_requests_costs_at_most_one_idr_a_second(clip):
@@ -580,8 +583,8 @@ def test_a_flood_of_refresh_requests_costs_at_most_one_idr_a_second(clip):
     import socket
     import time
 
+    from edgesr.backchannel import encode_request
     from edgesr.linksim import free_port
-    from edgesr.protocol import encode_request
     from edgesr.transports import open_sink
 
     port = free_port()
@@ -597,14 +600,14 @@ def test_a_flood_of_refresh_requests_costs_at_most_one_idr_a_second(clip):
             robot.sendto(encode_request(0, 1000 + i), device)
         t0 = time.monotonic()
         sink.send(OutFrame(2, 0, clip[1], None, 1, time.monotonic()))
-        assert sink.stats["bad_requests"] + sink.stats["refresh_requests"] == 64  # a frame reads 64 at most
+        assert sink.state()["bad_requests"] + sink.state()["refresh_requests"] == 64  # a frame reads 64 at most
         for k in range(2, 8):
             sink.send(OutFrame(k + 1, 0, clip[k], None, 1, time.monotonic()))
         took = time.monotonic() - t0
     finally:
         sink.close()
         robot.close()
-    assert sink.stats["bad_requests"] > 0 and sink.stats["refresh_requests"] > 0
-    assert 64 < sink.stats["bad_requests"] + sink.stats["refresh_requests"] <= 400  # the rest (what the kernel
+    assert sink.state()["bad_requests"] > 0 and sink.state()["refresh_requests"] > 0
+    assert 64 < sink.state()["bad_requests"] + sink.state()["refresh_requests"] <= 400  # the rest (what the kernel
     #                                                                              buffered) over the next frames
-    assert sink.stats["refreshes"] <= 1 + took
+    assert sink.state()["refreshes"] <= 1 + took

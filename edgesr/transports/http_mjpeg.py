@@ -24,8 +24,10 @@ PAGE = b"""<!doctype html><html><head><title>edgesr</title></head>
 
 
 class MJPEGSink(Sink):
-    def __init__(self, endpoint, max_clients: int = 64, client_timeout: float = 10.0, **kw):
-        super().__init__(endpoint, **kw)
+    def __init__(self, endpoint, max_clients: int = 64, client_timeout: float = 10.0, topology: str = "source",
+                 quality: int = 80):
+        super().__init__(endpoint)
+        self.needs_sr, self.quality = topology == "source", quality  # whole JPEGs: the SR frame, or the LR one
         self.addr = (endpoint.host, endpoint.port)
         self.max_clients, self.client_timeout = max_clients, client_timeout
         self.jpeg, self.count_frames = None, 0
@@ -79,7 +81,7 @@ class MJPEGSink(Sink):
         self.port = self.server.port
 
     def send(self, f) -> bool:
-        jpeg = encode(self.image_of(f), "jpeg", self.quality)
+        jpeg = encode(f.sr if self.needs_sr and f.sr is not None else f.lr, "jpeg", self.quality)
         with self.cond:
             self.jpeg = jpeg
             self.count_frames += 1

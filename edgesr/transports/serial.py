@@ -5,7 +5,7 @@ import time
 
 from ..backoff import Backoff
 from ..framing import StreamDeframer, frame_bytes
-from .base import Sink, log
+from .base import PacketSink, log
 
 
 class _Port:
@@ -48,16 +48,15 @@ class _Port:
             self.port = None
 
 
-class SerialSink(Sink):
+class SerialSink(PacketSink):
     def __init__(self, endpoint, **kw):
         kw.setdefault("mtu", 256)
         if not kw.get("bitrate"):
             kw["bitrate"] = endpoint.baud * 0.8  # 8N1 carries 8 of 10 bits; pace to the wire, not the buffer
-        super().__init__(endpoint, **kw)
-        self.link = _Port(endpoint.host, endpoint.baud, 0.1)
         self.rs = endpoint.params.get("rs", 0)  # Reed-Solomon bytes per 255 inside each frame
         frame_bytes(b"", self.rs)  # a missing reedsolo is a config error now, not a send error later
-        self.overhead = (255 + self.rs) / 255
+        super().__init__(endpoint, overhead=(255 + self.rs) / 255, **kw)
+        self.link = _Port(endpoint.host, endpoint.baud, 0.1)
         self.requests = StreamDeframer(max_len=256, rs=self.rs)  # robots' refresh requests (tiny) coming back
         self.stats.update(reconnects=0)
 
@@ -75,8 +74,8 @@ class SerialSink(Sink):
         except (serial.SerialException, OSError):
             back = b""  # the write below finds out whether the link is lost
         for raw in self.requests.feed(back)[:64]:
-            self.on_request(raw)
-        for p in self.packets(f):
+            self.encoder.on_request(raw)
+        for p in self.encoder.packets(f):
             data = frame_bytes(p, self.rs)
             if not self.pace(len(data)):
                 return False

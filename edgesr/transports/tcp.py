@@ -10,7 +10,7 @@ from ..backoff import Backoff
 from ..errors import listen_error
 from ..framing import StreamDeframer, frame_bytes
 from ..slot import Slot, consume
-from .base import Sink, log
+from .base import PacketSink, log
 
 
 class _Client:
@@ -45,7 +45,7 @@ class _Client:
         self.conn.close()
 
 
-class TCPSink(Sink):
+class TCPSink(PacketSink):
     def __init__(self, endpoint, **kw):
         super().__init__(endpoint, **kw)
         self.addr = (endpoint.host, endpoint.port)
@@ -75,7 +75,7 @@ class TCPSink(Sink):
             with self.lock:
                 self.clients.append(_Client(conn, addr, self))
                 self.stats["clients"] = len(self.clients)
-            self.key_next()  # H.264: the new client decodes from the next unit
+            self.encoder.key_next()  # H.264: the new client decodes from the next unit
             log.info("%s: client %s connected", self.url, addr)
 
     def drop(self, client: _Client) -> None:
@@ -89,7 +89,7 @@ class TCPSink(Sink):
         with self.lock:
             if not self.clients:
                 return False
-        pk = self.packets(f)
+        pk = self.encoder.packets(f)
         with self.lock:  # after encoding: a client that connected meanwhile asked for this unit to be an IDR
             clients = list(self.clients)
         data = b"".join(frame_bytes(p) for p in pk)

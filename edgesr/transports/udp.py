@@ -7,7 +7,7 @@ import socket
 import struct
 
 from ..errors import listen_error
-from .base import Sink
+from .base import PacketSink
 
 
 def _is_multicast(host: str) -> bool:
@@ -17,7 +17,7 @@ def _is_multicast(host: str) -> bool:
         return False
 
 
-class UDPSink(Sink):
+class UDPSink(PacketSink):
     def __init__(self, endpoint, **kw):
         super().__init__(endpoint, **kw)
         self.addr, self.ttl = (endpoint.host, endpoint.port), endpoint.ttl
@@ -29,7 +29,7 @@ class UDPSink(Sink):
 
     def send(self, f) -> bool:
         self.poll()
-        for p in self.packets(f):
+        for p in self.encoder.packets(f):
             if not self.pace(len(p)):
                 return False
             try:
@@ -48,7 +48,7 @@ class UDPSink(Sink):
                 data = self.sock.recv(256)
             except OSError:  # not bound yet (nothing sent), or closed
                 return
-            self.on_request(data)
+            self.encoder.on_request(data)
 
     def close(self, timeout: float = 1.5) -> None:
         super().close(timeout)
