@@ -7,6 +7,7 @@ still rebuild it, and a twin decoder shows the frames meanwhile with the loss co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,57 @@ class Frame:
     concealed: bool = False  # H.264: shown while an earlier unit waits for FEC, with its loss concealed
 
 
+@dataclass
+class _Tile:
+    """One tile (H.264: one chunk of the unit) in assembly: its first packet and the fragments that came."""
+    p: Packet
+    frags: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def whole(self) -> bool:
+        return len(self.frags) == self.p.nfrag
+
+
+@dataclass
+class _Unit:
+    """A frame (or H.264 unit) in assembly. ``first`` is None for an H.264 unit lost whole that waits for FEC."""
+    first: Packet | None
+    seq: int
+    arrived: float
+    last: float
+    tiles: dict[int, _Tile] = field(default_factory=dict)
+    nbytes: int = 0
+    shown: bool = False   # the twin decoder showed it on time (only the main decoder still has to decode it)
+    idr: bool = False     # decoded whole and self-contained (set by _video)
+
+    @property
+    def complete(self) -> bool:
+        return self.first is not None and len(self.tiles) == self.first.sent and \
+            all(t.whole for t in self.tiles.values())
+
+    def missing(self) -> list[int]:
+        """Indexes of the tiles (H.264: chunks) that are not whole."""
+        return [i for i in range(self.first.tile_count) if (t := self.tiles.get(i)) is None or not t.whole]
+
+
+@dataclass
+class _Stream:
+    """What the robot keeps of one stream between frames."""
+    last_emitted: int | None = None       # seq of the newest frame emitted (older packets are late)
+    canvas: np.ndarray | None = None      # the last picture: lost tiles keep its pixels
+    decoder: Any = None                   # H.264: edgesr.video.H264Decoder, made on the stream's first unit
+
+
+@dataclass
+class _Held:
+    """H.264 with FEC: the units of one stream waiting for parity, and the concealing twin decoder."""
+    units: list[_Unit] = field(default_factory=list)   # waiting, oldest first
+    twin: Any = None                     # a second decoder that conceals (decodes what arrived)
+    twin_pic: np.ndarray | None = None
+    agree: bool = False                  # the twin's picture matched the main decoder's at the last whole unit
+    recent: list[_Unit] | None = field(default_factory=list)  # the last units until the twin starts (None: started)
+
+
 class FrameAssembler:
     """Packets (any order, duplicates, losses) -> frames in sequence order, with memory bounded by ``limits``."""
 
@@ -75,21 +127,15 @@ class FrameAssembler:
                  recovery=None, hold_s: float = 5.0):
         """``recovery``: the receiver's edgesr.fec.Recovery; while it says parity may still come for an incomplete
         H.264 unit, that unit and the ones after it wait (at most MAX_SPAN frames or ``hold_s`` seconds), so the
-        decoder gets it whole instead of carrying a concealed error until the refresh sweep."""
+        decoder gets it whole instead of carrying a concealed error until the refresh sweep. Meanwhile a twin
+        decoder that conceals shows them on time, if its picture matched the waiting decoder's at the last unit
+        both decoded whole (the errors it concealed have healed)."""
         self.limits = limits or Limits()
         self.recovery, self.hold_s = recovery, hold_s
-        self.held: dict[int, list[dict]] = {}  # stream -> H.264 frames waiting for FEC, oldest first
-        # while they wait, a twin decoder that conceals (decodes what arrived) shows them on time, if its picture
-        # matched the waiting decoder's at the last unit both decoded whole (errors it concealed have healed)
-        self.twin: dict[int, object] = {}
-        self.twin_pic: dict[int, np.ndarray] = {}
-        self.agree: dict[int, bool] = {}
-        self.recent: dict[int, list[dict]] = {}  # stream -> its last units, until the twin starts
         self.max_pending, self.fill_missing = max_pending or self.limits.max_pending, fill_missing
-        self.pending: dict[tuple[int, int], dict] = {}
-        self.last_emitted: dict[int, int] = {}
-        self.previous: dict[int, np.ndarray] = {}
-        self.video: dict[int, object] = {}  # stream -> H264Decoder (edgesr.video), made on its first unit
+        self.pending: dict[tuple[int, int], _Unit] = {}
+        self.streams: dict[int, _Stream] = {}
+        self.held: dict[int, _Held] = {}  # H.264 streams that send parity (made on their first protected unit)
         self.stats = {"frames": 0, "complete": 0, "partial": 0, "tiles_missing": 0, "duplicates": 0,
                       "late": 0, "bad_tiles": 0, "over_limit": 0, "no_picture": 0,
                       "no_decoder": 0, "packets_expected": 0, "packets_received": 0, "units_lost": 0, "waited": 0,
@@ -105,73 +151,78 @@ class FrameAssembler:
         self.last_over_limit = why
         return []
 
+    def _last(self, stream: int) -> int | None:
+        s = self.streams.get(stream)
+        return s.last_emitted if s is not None else None
+
+    def _emitted(self, stream: int, seq: int) -> None:
+        s = self.streams.setdefault(stream, _Stream())
+        if s.last_emitted is None or seq_newer(seq, s.last_emitted):
+            s.last_emitted = seq
+
+    def _decoders(self, twin: bool) -> int:
+        """H.264 decoders (main, or twins) in use: bounded by ``max_video_streams``."""
+        if twin:
+            return sum(h.twin is not None for h in self.held.values())
+        return sum(s.decoder is not None for s in self.streams.values())
+
     def add(self, p: Packet, now: float = 0.0) -> list[Frame]:
         why = self.limits.check(p)
         if why:
             return self._over(why)
-        if p.stream not in self.last_emitted and len(self.last_emitted) >= self.limits.max_streams \
+        known = sum(s.last_emitted is not None for s in self.streams.values())
+        if self._last(p.stream) is None and known >= self.limits.max_streams \
                 and not any(k[0] == p.stream for k in self.pending):
             return self._over(f"stream {p.stream}: more than {self.limits.max_streams} streams")
-        held = next((f for f in self.held.get(p.stream, ()) if f["seq"] == p.seq), None)
-        if held is not None:  # a packet FEC rebuilt for a unit that waits for it
-            return self._drain(p.stream, now) if self._place(held, p, now) else []
-        last = self.last_emitted.get(p.stream)
+        hold = self.held.get(p.stream)
+        waiting = next((u for u in hold.units if u.seq == p.seq), None) if hold is not None else None
+        if waiting is not None:  # a packet FEC rebuilt for a unit that waits for it
+            return self._drain(p.stream, now) if self._place(waiting, p, now) else []
+        last = self._last(p.stream)
         if last is not None and not seq_newer(p.seq, last):
             self.stats["late"] += 1
             return []
-        f = self.pending.setdefault((p.stream, p.seq), {"first": p, "seq": p.seq, "tiles": {}, "arrived": now,
-                                                        "bytes": 0})
-        if not self._place(f, p, now):
+        u = self.pending.setdefault((p.stream, p.seq), _Unit(p, p.seq, now, now))
+        if not self._place(u, p, now):
             return []
         out = []
-        if self._complete(f):
+        if u.complete:
             out += self._emit_until(p.stream, p.seq, now)
         while len(self.pending) > self.max_pending:
-            out += self._emit(min(self.pending, key=lambda k: self.pending[k]["arrived"]), now)
+            out += self._emit(min(self.pending, key=lambda k: self.pending[k].arrived), now)
         return out
 
-    def _place(self, f: dict, p: Packet, now: float) -> bool:
-        """Put packet ``p`` into frame ``f`` (False: it does not belong there, counted)."""
-        f["last"] = now
-        if f["first"] is None:  # a unit lost whole waits as a placeholder; FEC rebuilt it: its packets count
+    def _place(self, u: _Unit, p: Packet, now: float) -> bool:
+        """Put packet ``p`` into unit ``u`` (False: it does not belong there, counted)."""
+        u.last = now
+        if u.first is None:  # a unit lost whole waits as a placeholder; FEC rebuilt it: its packets count
             self.stats["units_lost"] -= 1  # in _show like any unit's, so it is no longer a unit lost whole
-        first = f["first"] = f["first"] or p
+            u.first = p
+        first = u.first
         if (p.frame_w, p.frame_h, p.tile_count, p.scale, p.flags & FLAG_LR, p.sent) != \
                 (first.frame_w, first.frame_h, first.tile_count, first.scale, first.flags & FLAG_LR, first.sent):
             self.stats["bad_tiles"] += 1
             return False
-        if f["bytes"] + len(p.payload) > self.limits.max_frame_bytes:
+        if u.nbytes + len(p.payload) > self.limits.max_frame_bytes:
             self._over(f"frame {p.seq} over {self.limits.max_frame_bytes} bytes in assembly")
             return False
-        frags = f["tiles"].setdefault(p.tile_index, {"p": p, "frags": {}})
-        if p.frag in frags["frags"] or p.nfrag != frags["p"].nfrag or \
-                (frags["p"].x, frags["p"].y, frags["p"].w, frags["p"].h) != (p.x, p.y, p.w, p.h):
+        t = u.tiles.setdefault(p.tile_index, _Tile(p))
+        if p.frag in t.frags or p.nfrag != t.p.nfrag or (t.p.x, t.p.y, t.p.w, t.p.h) != (p.x, p.y, p.w, p.h):
             self.stats["duplicates"] += 1
             return False
-        frags["frags"][p.frag] = p.payload
-        f["bytes"] += len(p.payload)
+        t.frags[p.frag] = p.payload
+        u.nbytes += len(p.payload)
         return True
-
-    @staticmethod
-    def _complete(f: dict) -> bool:
-        return f["first"] is not None and len(f["tiles"]) == f["first"].sent and \
-            all(len(t["frags"]) == t["p"].nfrag for t in f["tiles"].values())
-
-    @staticmethod
-    def _missing(f: dict) -> list[int]:
-        """Indexes of the tiles (H.264: chunks) of ``f`` that are not whole."""
-        return [i for i in range(f["first"].tile_count)
-                if (t := f["tiles"].get(i)) is None or len(t["frags"]) != t["p"].nfrag]
 
     def expire(self, now: float, max_age: float) -> list[Frame]:
         """Emit (as partial) frames that got no packet for ``max_age`` seconds. Idle time, not age: on a thin
         radio link one frame takes seconds to arrive and must not be cut while its packets keep coming."""
         out = []
-        for k in sorted((k for k, f in self.pending.items() if now - f.get("last", f["arrived"]) > max_age),
-                        key=lambda k: self.pending[k]["arrived"]):
+        for k in sorted((k for k, u in self.pending.items() if now - u.last > max_age),
+                        key=lambda k: self.pending[k].arrived):
             if k in self.pending:
                 out += self._emit(k, now)
-        for stream in [s for s, q in self.held.items() if now - q[0]["last"] > self.hold_s]:
+        for stream in [s for s, h in self.held.items() if h.units and now - h.units[0].last > self.hold_s]:
             out += self._drain(stream, now, give_up=True)  # the link went quiet: no parity is coming
         return out
 
@@ -181,122 +232,124 @@ class FrameAssembler:
         return [fr for k in older for fr in self._emit(k, now)]
 
     def _emit(self, key, now: float) -> list[Frame]:
-        f = self.pending.pop(key)
-        first = f["first"]
+        u = self.pending.pop(key)
+        first = u.first
         stream = first.stream
-        last = self.last_emitted.get(stream)
+        last = self._last(stream)
         if last is not None and not seq_newer(first.seq, last):
             self.stats["late"] += 1
             return []
-        twin = self._twin(f) if first.codec == H264 and self.recovery is not None else None
+        h264 = first.codec == H264
+        twin = self._twin(u) if h264 and self.recovery is not None else None
         prev = seq_diff(first.seq, first.x)  # H.264: the unit sent before this one (x: its distance)
-        whole = first.codec == H264 and first.x and last is not None and seq_newer(prev, last)  # lost whole
+        whole = h264 and first.x and last is not None and seq_newer(prev, last)  # lost whole
         # a unit lost whole counts as one lost packet in the loss estimate (un-counted if FEC rebuilds it: _place)
         self.stats["units_lost"] += int(bool(whole))
-        if first.codec == H264 and self.recovery is not None and self.recovery.protects(stream, first.seq):
-            complete = self._complete(f)
-            if self.held.get(stream) or whole or not complete:
-                q = self.held.setdefault(stream, [])
+        hold = self.held.get(stream)
+        if h264 and self.recovery is not None and self.recovery.protects(stream, first.seq):
+            complete = u.complete
+            if (hold is not None and hold.units) or whole or not complete:
+                hold = self.held.setdefault(stream, _Held())
                 if whole:
-                    q.append({"first": None, "seq": prev, "tiles": {}, "bytes": 0, "last": now})
-                q.append(f)
+                    hold.units.append(_Unit(None, prev, now, now))
+                hold.units.append(u)
                 self.stats["waited"] += int(bool(whole)) + (not complete)
-                self.last_emitted[stream] = first.seq
+                self._emitted(stream, first.seq)
                 out = []
-                if twin is not None and self.agree.get(stream):  # on time, concealed; the units before it
-                    for e in q:                                     # (already waiting) are decoded, not shown
-                        e["shown"] = True
+                if twin is not None and hold.agree:  # on time, concealed; the units before it (already
+                    for e in hold.units:             # waiting) are decoded, not shown
+                        e.shown = True
                     self.stats["frames"] += 1
                     self.stats["concealed"] += 1
-                    out.append(Frame(twin.copy(), first.seq, first.timestamp_us / 1e6, stream, self._missing(f),
+                    out.append(Frame(twin.copy(), first.seq, first.timestamp_us / 1e6, stream, u.missing(),
                                      bool(first.flags & FLAG_LR), first.scale, now, codec="h264", concealed=True))
                 return out + self._drain(stream, now)
-        elif self.held.get(stream):
-            self.held[stream].append(f)
+        elif hold is not None and hold.units:
+            hold.units.append(u)
             return self._drain(stream, now)
         if whole:
             self._broke(stream, prev, now)
-        out = self._show(f, now)
+        out = self._show(u, now)
         if twin is not None:
-            self.agree[stream] = bool(out) and float(np.mean(np.abs(
+            self.held[stream].agree = bool(out) and float(np.mean(np.abs(
                 out[-1].image[::8, ::8].astype(np.int16) - twin[::8, ::8]))) < 1.0
         return out
 
-    def _twin(self, f: dict) -> np.ndarray | None:
-        """The concealing twin's picture of unit ``f`` (None: it has none yet). The twin runs only for streams that
+    def _twin(self, u: _Unit) -> np.ndarray | None:
+        """The concealing twin's picture of unit ``u`` (None: it has none yet). The twin runs only for streams that
         send parity (a clean stream is not decoded twice); it starts with the last units that came before the
         first parity (kept: at most MAX_SPAN + 1), so it usually starts at the stream's IDR."""
-        stream = f["first"].stream
-        if stream not in self.twin:
-            if stream not in self.video and len(self.video) >= self.limits.max_video_streams:
+        stream = u.first.stream
+        hold = self.held.get(stream)
+        if hold is None or hold.recent is not None:
+            s = self.streams.get(stream)
+            if (s is None or s.decoder is None) and self._decoders(twin=False) >= self.limits.max_video_streams:
                 return None  # no decoder for this stream either
-            recent = self.recent.setdefault(stream, [])
-            recent.append(f)
+            hold = self.held.setdefault(stream, _Held())
+            recent = hold.recent
+            recent.append(u)
             del recent[:-(MAX_SPAN + 1)]
-            while sum(r["bytes"] for r in recent) > self.limits.max_frame_bytes:
+            while sum(r.nbytes for r in recent) > self.limits.max_frame_bytes:
                 recent.pop(0)  # bounded like one frame in assembly
             if stream not in self.recovery.last_parity:
                 return None
-            self.recent.pop(stream)
+            hold.recent = None
             for r in recent[:-1]:
-                self._twin_decode(r)
-        return self._twin_decode(f)
+                self._twin_decode(r, hold)
+        return self._twin_decode(u, hold)
 
-    def _twin_decode(self, f: dict) -> np.ndarray | None:
-        stream = f["first"].stream
-        pic = self.twin_pic.get(stream)
-        shape = (f["first"].frame_h, f["first"].frame_w, 3)
+    def _twin_decode(self, u: _Unit, hold: _Held) -> np.ndarray | None:
+        pic = hold.twin_pic
+        shape = (u.first.frame_h, u.first.frame_w, 3)
         pic = pic if pic is not None and pic.shape == shape else np.zeros(shape, np.uint8)
-        if self._video(f, pic, self.twin) is None or stream not in self.twin:  # no picture, or no decoder slot
+        if self._video(u, pic, twin=True) is None or hold.twin is None:  # no picture, or no decoder slot
             return None
-        self.twin_pic[stream] = pic
+        hold.twin_pic = pic
         return pic
 
     def _drain(self, stream: int, now: float, give_up: bool = False) -> list[Frame]:
         """Decode the waiting H.264 units of ``stream`` in order, up to one that is incomplete while its parity may
         still come (a parity block covers MAX_SPAN frames at most)."""
-        q, out = self.held.get(stream, []), []
+        hold = self.held.get(stream)
+        q, out = (hold.units if hold is not None else []), []
         while q:
-            if not give_up and not self._complete(q[0]) and seq_diff(q[-1]["seq"], q[0]["seq"]) < MAX_SPAN \
-                    and not self.recovery.hopeless(stream, q[0]["seq"], q[-1]["seq"]):
+            if not give_up and not q[0].complete and seq_diff(q[-1].seq, q[0].seq) < MAX_SPAN \
+                    and not self.recovery.hopeless(stream, q[0].seq, q[-1].seq):
                 break
-            f = q.pop(0)
-            if f["first"] is None:  # lost whole: the decoder goes on without it
-                self._broke(stream, f["seq"], now)
+            u = q.pop(0)
+            if u.first is None:  # lost whole: the decoder goes on without it
+                self._broke(stream, u.seq, now)
                 continue
-            shown = self._show(f, now, count=not f.get("shown"))
-            out += [] if f.get("shown") else shown  # the twin showed it on time: only the decoder catches up
-        if not q:
-            self.held.pop(stream, None)
+            shown = self._show(u, now, count=not u.shown)
+            out += [] if u.shown else shown  # the twin showed it on time: only the decoder catches up
         return out
 
-    def _show(self, f: dict, now: float, count: bool = True) -> list[Frame]:
-        """Decode frame ``f`` onto the stream's canvas; ``count``: it is a frame the robot gets (stats)."""
-        first = f["first"]
+    def _show(self, u: _Unit, now: float, count: bool = True) -> list[Frame]:
+        """Decode unit ``u`` onto the stream's canvas; ``count``: it is a frame the robot gets (stats)."""
+        first = u.first
         stream = first.stream
-        known = [t["p"].nfrag for t in f["tiles"].values()]  # packets of a tile that never arrived: the mean
+        known = [t.p.nfrag for t in u.tiles.values()]  # packets of a tile that never arrived: the mean
         self.stats["packets_expected"] += sum(known) + round((first.sent - len(known)) * sum(known) / len(known))
-        self.stats["packets_received"] += sum(len(t["frags"]) for t in f["tiles"].values())
-        prev = self.previous.get(stream)
+        self.stats["packets_received"] += sum(len(t.frags) for t in u.tiles.values())
+        st = self.streams.setdefault(stream, _Stream())
+        prev = st.canvas
         shape = (first.frame_h, first.frame_w, 3)
         canvas = prev.copy() if self.fill_missing and prev is not None and prev.shape == shape \
             else np.zeros(shape, np.uint8)
-        missing = self._video(f, canvas) if first.codec == H264 else self._tiles(f, canvas)
+        missing = self._video(u, canvas) if first.codec == H264 else self._tiles(u, canvas)
         if first.codec == H264:
             if missing is None or missing:  # concealed, or no picture yet
                 self._broke(stream, first.seq, now)
             else:
-                self.broken.decoded(stream, first.seq, bool(f.get("idr")))
-        last = self.last_emitted.get(stream)
-        if last is None or seq_newer(first.seq, last):
-            self.last_emitted[stream] = first.seq
+                self.broken.decoded(stream, first.seq, u.idr)
+        self._emitted(stream, first.seq)
         if missing is None:  # an H.264 unit that shows no picture yet (joined mid-stream): nothing to show
             self.stats["no_picture"] += 1
             return []
         lost = first.sent - (first.tile_count - len(missing))  # tiles sent but not here (replenished frames
         if lost <= 0:                                           # leave the unsent ones from the previous frame)
             missing = []
-        self.previous[stream] = canvas
+        st.canvas = canvas
         if count:
             self.stats["frames"] += 1
             self.stats["complete" if not missing else "partial"] += 1
@@ -308,49 +361,54 @@ class FrameAssembler:
         self.stats["units_broken"] += 1
         self.broken.broke(stream, seq, now)
 
-    def _tiles(self, f: dict, canvas: np.ndarray) -> list[int]:
+    def _tiles(self, u: _Unit, canvas: np.ndarray) -> list[int]:
         """Decode a frame's tiles into ``canvas``; the indexes of those that did not arrive or decode."""
         missing = []
-        for i in range(f["first"].tile_count):
-            t = f["tiles"].get(i)
-            if t is None or len(t["frags"]) != t["p"].nfrag:
+        for i in range(u.first.tile_count):
+            t = u.tiles.get(i)
+            if t is None or not t.whole:
                 missing.append(i)
                 continue
-            tp = t["p"]
+            tp = t.p
             try:
-                canvas[tp.y:tp.y + tp.h, tp.x:tp.x + tp.w] = decode(b"".join(t["frags"][j] for j in range(tp.nfrag)),
+                canvas[tp.y:tp.y + tp.h, tp.x:tp.x + tp.w] = decode(b"".join(t.frags[j] for j in range(tp.nfrag)),
                                                                     (tp.h, tp.w))
             except ProtocolError:
                 self.stats["bad_tiles"] += 1
                 missing.append(i)
         return missing
 
-    def _video(self, f: dict, canvas: np.ndarray, decoders: dict | None = None) -> list[int] | None:
-        """Decode a frame's H.264 unit into ``canvas``; the chunks (slices) missing, or None when the decoder has no
-        picture yet. With later chunks missing the decoder gets the others and conceals the lost slices from its
-        references; without the first chunk, or if nothing decodes, the canvas keeps the last picture."""
-        first = f["first"]
-        missing = self._missing(f)
+    def _video(self, u: _Unit, canvas: np.ndarray, twin: bool = False) -> list[int] | None:
+        """Decode a unit into ``canvas`` (with the twin decoder: ``twin``); the chunks (slices) missing, or None when
+        the decoder has no picture yet. With later chunks missing the decoder gets the others and conceals the lost
+        slices from its references; without the first chunk, or if nothing decodes, the canvas keeps the last
+        picture."""
+        first = u.first
+        missing = u.missing()
         if 0 in missing:  # without its first slice FFmpeg makes a picture that stays broken until the refresh
             return missing  # heals it (measured: 8 loss draws, 57.6 kbit/s): hold the last picture instead
-        dec, decoders = None, self.video if decoders is None else decoders
+        owner = self.held[first.stream] if twin else self.streams.setdefault(first.stream, _Stream())
+        dec = owner.twin if twin else owner.decoder
         try:
             from .video import H264Decoder, has_idr
 
-            dec = decoders.get(first.stream)
             if dec is None:
-                if len(decoders) >= self.limits.max_video_streams:
-                    if decoders is self.video:
+                if self._decoders(twin) >= self.limits.max_video_streams:
+                    if not twin:
                         self._over(f"stream {first.stream}: more than {self.limits.max_video_streams} H.264 streams")
                     return list(range(first.tile_count))
-                dec = decoders[first.stream] = H264Decoder(self.limits.max_video_pixels)
+                dec = H264Decoder(self.limits.max_video_pixels)
+                if twin:
+                    owner.twin = dec
+                else:
+                    owner.decoder = dec
             gone = set(missing)
-            unit = b"".join(t["frags"][j] for i, t in sorted(f["tiles"].items()) if i not in gone
-                            for j in range(t["p"].nfrag))
+            unit = b"".join(t.frags[j] for i, t in sorted(u.tiles.items()) if i not in gone
+                            for j in range(t.p.nfrag))
             img = dec.decode(unit, (first.frame_w, first.frame_h)) if unit else None
-            f["idr"] = not missing and has_idr(unit)
+            u.idr = not missing and has_idr(unit)
         except (ProtocolError, ConfigError) as e:
-            if decoders is self.video:  # the twin's errors are the same units' errors: counted once
+            if not twin:  # the twin's errors are the same units' errors: counted once
                 self.stats["bad_tiles"] += 1
                 self.stats["no_decoder"] += isinstance(e, ConfigError)  # no PyAV on this robot
                 self.last_error = str(e)

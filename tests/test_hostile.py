@@ -108,7 +108,7 @@ def test_structure_aware_fuzz(fw, fh, tc, ti, x, y, w, h, codec, scale, frag, nf
         assert f.image.shape[0] * f.image.shape[1] <= limits.max_frame_pixels
         if f.lr:
             assert f.image.size * f.scale ** 2 <= 3 * limits.max_output_pixels
-    assert sum(t["bytes"] for t in asm.pending.values()) <= limits.max_frame_bytes * limits.max_pending
+    assert sum(u.nbytes for u in asm.pending.values()) <= limits.max_frame_bytes * limits.max_pending
 
 
 # -- input size ------------------------------------------------------------------------------------------------
