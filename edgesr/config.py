@@ -140,7 +140,7 @@ def _check_source(s: SourceConfig, where: str) -> None:
         raise ConfigError(f"{where}: source.fps must be in (0, 240], got {s.fps}")
 
 
-def _check_model(m: ModelConfig, where: str, explicit_scale: bool) -> None:
+def _check_model(m: ModelConfig, where: str) -> None:
     if m.backend not in BACKENDS:
         raise ConfigError(f"{where}: model.backend must be auto, cpu or edgetpu, got {m.backend!r}")
     if m.scale not in SCALES:
@@ -158,6 +158,10 @@ def _check_model(m: ModelConfig, where: str, explicit_scale: bool) -> None:
         raise ConfigError(f"{where}: model.texture_threshold must be 0..255 (mean |gradient| in levels)")
     if not 8 <= m.texture_tile <= 1024:
         raise ConfigError(f"{where}: model.texture_tile must be 8..1024, got {m.texture_tile}")
+
+
+def _derive_model_scale(m: ModelConfig, where: str, explicit_scale: bool) -> None:
+    """model.scale from the model's card (a ladder's cards must agree with it); an explicit scale must match."""
     from .modelcard import load_card, resolve_model
     from .upscaler import BICUBIC
 
@@ -179,13 +183,32 @@ def _check_model(m: ModelConfig, where: str, explicit_scale: bool) -> None:
         m.scale = card.scale
 
 
-def _check_sink(k: SinkConfig, w: str, base: Path | None) -> None:
+def _needs(where: str, module: str, what: str) -> None:
+    from .extras import need
+
+    try:
+        need(module, what)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _derive_sink(k: SinkConfig, w: str, base: Path | None) -> None:
+    """The values a sink's keys imply: its parsed endpoint, its key's bytes, its resolved topology."""
     from .transports import parse_url
 
     try:
         k.endpoint = parse_url(k.url)
     except ConfigError as e:
         raise ConfigError(f"{w}.url: {e}") from None
+    try:
+        k.key = read_key(k.key_file, base)
+    except ConfigError as e:
+        raise ConfigError(f"{w}.key_file: {e}") from None
+    k.resolved_topology = resolve_topology(k)
+
+
+def _check_sink(k: SinkConfig, w: str) -> None:
+    """Raise ConfigError for a sink key out of range (after _derive_sink: the endpoint is parsed)."""
     from .encoder import TOPOLOGIES
 
     if k.topology not in ("auto", *TOPOLOGIES):
@@ -193,13 +216,9 @@ def _check_sink(k: SinkConfig, w: str, base: Path | None) -> None:
     if k.codec not in ("jpeg", "webp", "png", "h264"):
         raise ConfigError(f"{w}.codec must be jpeg, webp, png or h264, got {k.codec!r}")
     if k.codec == "h264":
-        from .video import _av
         if k.endpoint.scheme == "http":
             raise ConfigError(f"{w}.codec: an http (MJPEG) sink sends JPEG; h264 is for udp, tcp and serial")
-        try:
-            _av()
-        except ConfigError as e:
-            raise ConfigError(f"{w}.codec: {e}") from None
+        _needs(f"{w}.codec", "av", "H.264 (PyAV)")
     if not 1 <= k.quality <= 100:
         raise ConfigError(f"{w}.quality must be 1..100, got {k.quality}")
     if not 16 <= k.tile <= 1024:
@@ -213,18 +232,9 @@ def _check_sink(k: SinkConfig, w: str, base: Path | None) -> None:
     if not 0 <= k.fec <= 1:
         raise ConfigError(f"{w}.fec must be 0..1 (parity packets per data packet), got {k.fec}")
     if k.fec:
-        from .fec import _zfec
-        try:
-            _zfec()
-        except ConfigError as e:
-            raise ConfigError(f"{w}.fec: {e}") from None
+        _needs(f"{w}.fec", "zfec", "FEC (fec = ...)")
     if not 0 <= k.stream <= 65535:
         raise ConfigError(f"{w}.stream must be 0..65535, got {k.stream}")
-    try:
-        k.key = read_key(k.key_file, base)
-    except ConfigError as e:
-        raise ConfigError(f"{w}.key_file: {e}") from None
-    k.resolved_topology = resolve_topology(k)
     if k.resolved_topology == "measured" and k.endpoint.scheme not in ("serial",) and not k.bitrate:
         raise ConfigError(f"{w}: topology 'measured' needs a bit budget (bitrate = ...)")
 
@@ -272,7 +282,8 @@ def resolve(data: dict, where: str = "config", base: Path | None = None) -> Serv
                 raise ConfigError(f"{where}: {k} must be a number >= 0, got {data[k]!r}")
             setattr(cfg, k, float(data[k]))
     _check_source(cfg.source, where)
-    _check_model(cfg.model, where, isinstance(model_data, dict) and "scale" in model_data)
+    _check_model(cfg.model, where)
+    _derive_model_scale(cfg.model, where, isinstance(model_data, dict) and "scale" in model_data)
     if cfg.model.ladder:
         t = cfg.model.latency_table
         default = Path(where).with_suffix(".latency.json") if base else Path("edgesr.latency.json")
@@ -280,7 +291,8 @@ def resolve(data: dict, where: str = "config", base: Path | None = None) -> Serv
     if not cfg.sinks:
         raise ConfigError(f"{where}: no [[sink]] configured (e.g. url = \"udp://192.168.1.20:5600\")")
     for i, k in enumerate(cfg.sinks):
-        _check_sink(k, f"{where}: sink[{i}]", base)
+        _derive_sink(k, f"{where}: sink[{i}]", base)
+        _check_sink(k, f"{where}: sink[{i}]")
     _check_health(cfg.health.listen, where)
     _check_ports(cfg, where)
     return cfg

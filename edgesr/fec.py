@@ -22,6 +22,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from .errors import ConfigError, ProtocolError
+from .extras import need
 from .protocol import FLAG_AUTH, TAG_LEN, seq_diff, seq_newer
 
 MAGIC, VERSION = b"EF", 3
@@ -43,11 +44,7 @@ FEC_MIN_FRAME = 600
 
 
 def _zfec():
-    try:
-        import zfec
-    except ImportError:
-        raise ConfigError('FEC needs zfec: pip install "edgesr[fec]"') from None
-    return zfec
+    return need("zfec", "FEC (fec = ...)")
 
 
 def _ident(packet: bytes) -> tuple[int, int]:

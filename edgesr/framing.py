@@ -7,18 +7,14 @@ import functools
 import numpy as np
 from cobs import cobs
 
-from .errors import ConfigError
+from .extras import need
 from .protocol import MAX_PACKET
 
 
 @functools.lru_cache(maxsize=8)
 def _rs(nsym: int):
     """One Reed-Solomon codec per strength (building one makes its tables: not once per packet)."""
-    try:
-        import reedsolo
-    except ImportError:
-        raise ConfigError('rs= needs reedsolo: pip install "edgesr[fec]"') from None
-    return reedsolo.RSCodec(nsym)
+    return need("reedsolo", "rs= (Reed-Solomon)").RSCodec(nsym)
 
 
 # With rs=, frames are scrambled (XOR with a fixed pseudo-random pad) before COBS: compressed images hold many 0x00

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, ProtocolError
+from .extras import need
 from .protocol import FLAG_LR, H264, Packet, encode_packet, payload_room
 
 log = logging.getLogger("edgesr.video")
@@ -36,11 +37,7 @@ SLOW_PIXEL_RATE = 2_000_000  # pixels/s up to which x264 runs preset "slow" (see
 
 
 def _av():
-    try:
-        import av
-    except ImportError:
-        raise ConfigError('H.264 needs PyAV: pip install "edgesr[video]"') from None
-    return av
+    return need("av", "H.264 (PyAV)")
 
 
 def available() -> bool:

@@ -10,7 +10,8 @@ reception. Their libraries are the `robot` extra (`pip install "edgesr[robot]"`)
 """
 from __future__ import annotations
 
-from .base import Output, need, parse
+from ..extras import need
+from .base import Output, parse
 
 __all__ = ["Output", "need", "open_output", "parse"]
 

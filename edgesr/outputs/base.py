@@ -13,16 +13,6 @@ log = logging.getLogger("edgesr.outputs")
 SCHEMES = ("ros2", "foxglove", "mcap")
 
 
-def need(module: str, what: str):
-    """Import ``module`` for ``what``, or one line naming the extra that provides it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ConfigError(f'{what} needs the robot extra: pip install "edgesr[robot]" (missing {module})') from None
-
-
 class Output:
     """Base: ``submit(frame)`` never blocks; a thread publishes the newest frame with ``publish(frame)``."""
 

@@ -3,7 +3,8 @@ backlog is a few messages, so a robot on Wi-Fi never queues seconds of video."""
 from __future__ import annotations
 
 from ..errors import ConfigError
-from .base import Output, need, parse
+from ..extras import need
+from .base import Output, parse
 from .image import compress, quality_of
 
 BACKLOG = 4  # messages a slow client may have queued before the server drops for it

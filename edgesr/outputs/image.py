@@ -46,7 +46,7 @@ def quality_of(q: dict, url: str) -> int:
 @functools.lru_cache(maxsize=None)
 def typestore(what: str):
     """rosbags' ROS 2 (Jazzy) type store: CDR, message definitions and RIHS01 type hashes, no ROS needed."""
-    from .base import need
+    from ..extras import need
 
     typesys = need("rosbags.typesys", what)
     return typesys.get_typestore(typesys.Stores.ROS2_JAZZY)

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
-from .base import Output, need, parse
+from ..extras import need
+from .base import Output, parse
 from .image import TYPE, cdr, compress, quality_of, typestore
 
 

@@ -20,7 +20,8 @@ import struct
 import time
 
 from ..errors import ConfigError
-from .base import Output, need, parse
+from ..extras import need
+from .base import Output, parse
 from .image import TYPE, cdr, compress, quality_of, typestore
 
 DDS_TYPE = "sensor_msgs::msg::dds_::CompressedImage_"
