@@ -144,11 +144,13 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "adaptive_tiles.json").write_text(json.dumps(result, indent=1) + "\n")
-    lines = ["| model | tile | set | threshold | SR tiles | ms adaptive | ms full SR | ms bicubic | speed-up | PSNR | loss dB |",
+    lines = ["| model | tile | set | threshold | SR tiles | ms adaptive | ms full SR | ms bicubic | speed-up | PSNR "
+             "| loss dB |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result:
         for row in r["rows"]:
-            lines.append(f"| {r['model']} | {r['tile']} | {r['set']} | {row['threshold']:g} | {row['sr_fraction']:.0%} | "
+            lines.append(f"| {r['model']} | {r['tile']} | {r['set']} | {row['threshold']:g} | "
+                         f"{row['sr_fraction']:.0%} | "
                          f"{row['ms_adaptive']:.1f} | {row['ms_full']:.1f} | {row['ms_bicubic']:.1f} | "
                          f"{row['speedup']:.2f}x | {row['psnr']:.2f} | {row['loss_db']:.3f} |")
     (out / "adaptive_tiles.md").write_text("\n".join(lines) + "\n")

@@ -37,7 +37,8 @@ def main() -> None:
         lrs = [downscale(h, vs.S) for h in hrs]
         for b in (float(v) for v in a.bitrates.split(",")):
             row = {"fps": fps, "bitrate": b}
-            for tune, preset, tag in (("zerolatency", "veryfast", "default"), ("psnr,zerolatency", "veryfast", "tune_psnr"),
+            for tune, preset, tag in (("zerolatency", "veryfast", "default"),
+                                      ("psnr,zerolatency", "veryfast", "tune_psnr"),
                                       ("psnr,zerolatency", "slow", "tune_psnr_slow")):
                 for name, srcs, finish in (("h264_hr", hrs, lambda i: i), ("h264_lr_sr", lrs, eng.upscale)):
                     units = h264.encode(srcs, fps, b, tune, preset)

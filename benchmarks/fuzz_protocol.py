@@ -38,7 +38,8 @@ KEY = b"k" * 16
 def random_packet(rnd: random.Random, images: list[bytes]) -> bytes:
     """A packet whose structure is valid (CRC, HMAC) and whose header fields are arbitrary."""
     big = rnd.random() < 0.5
-    u16 = lambda: rnd.choice([0, 1, 2, 16, 255, 4096, 65535, rnd.randrange(65536)]) if big else rnd.randrange(1, 80)
+    def u16():
+        return rnd.choice([0, 1, 2, 16, 255, 4096, 65535, rnd.randrange(65536)]) if big else rnd.randrange(1, 80)
     fw, fh = u16(), u16()
     tc = rnd.choice([1, 1, 2, 4, rnd.randrange(1, 65536)])
     nfrag = rnd.choice([1, 1, 2, 255, rnd.randrange(1, 256)])
@@ -130,7 +131,8 @@ def main() -> None:
             u = bytearray(rnd.choice(units))
             for _ in range(rnd.randrange(0, 8)):
                 u[rnd.randrange(len(u))] = rnd.randrange(256)
-            size = rnd.choice([(64, 48), (64, 48), (32, 24), (640, 480), (rnd.randrange(1, 4000), rnd.randrange(1, 4000))])
+            size = rnd.choice([(64, 48), (64, 48), (32, 24), (640, 480),
+                               (rnd.randrange(1, 4000), rnd.randrange(1, 4000))])
             counts["h264"] += 1
             pk = encode_unit(bytes(u), size, i, 0, stream=rnd.randrange(4), lr=rnd.random() < 0.3,
                              scale=rnd.choice([1, 2, 4]), gap=rnd.choice([0, 1, 1, 2, rnd.randrange(70000)]),

@@ -3,7 +3,8 @@
     python benchmarks/ladder_hog.py --target-fps 10 --out benchmarks/results        (~3 min on 2 cores)
 
 The real pipeline (capture thread -> engine -> sink thread) runs a 30 fps source of 320x240 LR frames (a camera
-pan over four textured photos of train/mate-nature: grass, leaf, wood, dune; HR 1280x960 kept for PSNR) for ``--seconds``; from 1/3 to 2/3 of the run one busy
+pan over four textured photos of train/mate-nature: grass, leaf, wood, dune; HR 1280x960 kept for PSNR) for
+``--seconds``; from 1/3 to 2/3 of the run one busy
 process per core competes for the CPU (what DVFS, heat or another daemon do to a Pi). Run 1: the ladder's top
 model, fixed. Run 2: the ladder (latencies measured at the start, like `edgesr calibrate`). Reported per run:
 delivered fps per 1 s window (median, standard deviation, share of windows below 90 % of the target) overall and
@@ -105,7 +106,8 @@ def summary(r, target):
     hog = np.array(r["fps_per_second"][h0:h1])
     return {"fps_median": float(np.median(b)), "fps_std": round(float(np.std(b)), 2),
             "below_target_share": round(float(np.mean(b < 0.9 * target)), 3),
-            "hog_fps_median": float(np.median(hog)), "hog_below_target_share": round(float(np.mean(hog < 0.9 * target)), 3),
+            "hog_fps_median": float(np.median(hog)),
+            "hog_below_target_share": round(float(np.mean(hog < 0.9 * target)), 3),
             "psnr_mean": r["psnr_mean"], "psnr_hog_mean": r["psnr_hog_mean"], "frames": r["frames"]}
 
 

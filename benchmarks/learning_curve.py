@@ -1,6 +1,7 @@
 """Validation PSNR against training step for one or more run folders (continued runs are drawn after their parent).
 
-    python benchmarks/learning_curve.py runs/efdn_w16b2_x4_long runs/efdn_w16b2_x4_l2 --out benchmarks/results/learning_curve.png
+    python benchmarks/learning_curve.py runs/efdn_w16b2_x4_long runs/efdn_w16b2_x4_l2 \\
+        --out benchmarks/results/learning_curve.png
         [--ref 27.015 "default srgan_w16b1_x4 (float)"]
 
 The validation set is whatever the runs were trained with (`--val`); the README says which.

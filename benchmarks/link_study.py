@@ -100,7 +100,8 @@ def live_run(hrs, model, mode: str, bitrate: float, corrupt: float, loss: float,
             write_rgb(Path(d) / f"{i:03d}.png", h if mode == "hr" else degrade(h, S))
         link = PtyLink(bitrate=bitrate, corrupt=corrupt, loss=loss, seed=1).start()
         eng = Engine(model, threads=1) if mode == "sr_source" else None
-        sink = open_sink(f"serial://{link.tx}?baud={int(bitrate)}", topology="source" if mode == "sr_source" else "receiver",
+        sink = open_sink(f"serial://{link.tx}?baud={int(bitrate)}",
+                         topology="source" if mode == "sr_source" else "receiver",
                          codec="webp", quality=50, tile=32 if mode == "sr_receiver" else 64, fps=fps, mtu=128)
         pipe = Pipeline(ImageFolderSource(Path(d), True, fps), eng, [sink], scale=S if mode != "hr" else 1)
         rx = Receiver(f"serial://{link.rx}?baud={int(bitrate)}", upscale=True, model=model, latest_only=False)
@@ -159,8 +160,10 @@ def main() -> None:
     ap.add_argument("--corrupt", default="0", help="--video-live: byte corruption probabilities, e.g. 0,0.01")
     ap.add_argument("--fec", default="0", help="--video-live: parity shares to compare, e.g. 0,0.25,0.5")
     ap.add_argument("--mtu", type=int, default=1200, help="--video-live: packet size on the link")
-    ap.add_argument("--rs", default="0", help="--video-live: Reed-Solomon bytes per 255 in each serial frame, e.g. 0,16")
-    ap.add_argument("--feedback", default="1", help="--video-live: the robot asks for refreshes (1) or not (0), e.g. 0,1")
+    ap.add_argument("--rs", default="0",
+                    help="--video-live: Reed-Solomon bytes per 255 in each serial frame, e.g. 0,16")
+    ap.add_argument("--feedback", default="1",
+                    help="--video-live: the robot asks for refreshes (1) or not (0), e.g. 0,1")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     if a.video:

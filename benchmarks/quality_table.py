@@ -23,7 +23,8 @@ def rows(dirs):
 
 def main() -> None:
     cards = rows(sys.argv[1:])
-    print("| x | network | params | MACs/out px | steps | Set5 float32 | Set5 int8 | Set14 float32 | Set14 int8 | int8 loss (Set5/Set14) |")
+    print("| x | network | params | MACs/out px | steps | Set5 float32 | Set5 int8 | Set14 float32 | Set14 int8 "
+          "| int8 loss (Set5/Set14) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     seen_bicubic = set()
     for key in sorted(cards, key=lambda k: (k[0], k[1] != "srgan", k)):

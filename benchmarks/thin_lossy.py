@@ -50,12 +50,13 @@ def main() -> None:
     a = ap.parse_args()
     hrs = vs.video_frames(a.video, a.fps, a.frames)
     seeds = range(1, a.draws + 1)
-    sink = lambda topology="source": StreamEncoder(topology=topology, codec="h264", bitrate=a.bitrate, fps=a.fps,
-                                                   mtu=vs.MTU, fec=a.fec)
+    def sink(topology="source"):
+        return StreamEncoder(topology=topology, codec="h264", bitrate=a.bitrate, fps=a.fps, mtu=vs.MTU, fec=a.fec)
 
     def report(name, clean, draws):
         print(json.dumps({"bitrate": a.bitrate, "fps": a.fps, "fec": a.fec, "try": name, "clean": round(clean, 2),
-                          "lossy": round(float(np.nanmean(draws)), 2), "lossy_first5": round(float(np.nanmean(draws[:5])), 2),
+                          "lossy": round(float(np.nanmean(draws)), 2),
+                          "lossy_first5": round(float(np.nanmean(draws[:5])), 2),
                           "blank_draws": int(np.isnan(draws).sum()), "worst": round(float(np.nanmin(draws)), 2)}),
               flush=True)
 
@@ -77,7 +78,8 @@ def main() -> None:
                    [shown_db(vs.deliver(st, a.loss, sd), hrs, up) for sd in seeds])
         elif t in ("feedback", "feedback-always"):  # always: every request obeyed, however thin the link
             backchannel.REFRESH_MIN_FRAME = 0 if t == "feedback-always" else MIN_FRAME
-            loop = lambda loss, sd: shown_db(vs.deliver_closed(sink(), hrs, a.fps, 1, loss, sd), hrs)
+            def loop(loss, sd):
+                return shown_db(vs.deliver_closed(sink(), hrs, a.fps, 1, loss, sd), hrs)
             report(f"IDR on request (StreamEncoder.on_request{', every one' if t == 'feedback-always' else ''})",
                    loop(0.0, 1), [loop(a.loss, sd) for sd in seeds])
         else:

@@ -116,8 +116,8 @@ def arrive(packets, k: int, loss: float, rnd, rec, asm, shown):
 
 def deliver_closed(sink, srcs, fps: float, scale: int, loss: float, seed: int):
     """What the robot has after each frame when it can talk back: the stream is made frame by frame (the product's
-    StreamEncoder.packets) and every refresh request the robot's assembler raises (a unit lost for good) reaches the sink
-    before its next frame, unless the back channel loses it too (same ``loss``). Time here counts frames."""
+    StreamEncoder.packets) and every refresh request the robot's assembler raises (a unit lost for good) reaches the
+    sink before its next frame, unless the back channel loses it too (same ``loss``). Time here counts frames."""
     from edgesr.backchannel import encode_request
 
     rnd, back, rec, shown, out = random.Random(seed), random.Random(-seed), Recovery(), None, []
@@ -148,8 +148,10 @@ def cell(hrs, eng, bitrate: float, fps: float, losses, seed: int = 1, draws: int
     seeds = list(range(seed, seed + draws))
     budget = bitrate / 8.0 / fps
     lrs = [downscale(h, S) for h in hrs]
-    bicubic = lambda im: cv2.resize(im, (im.shape[1] * S, im.shape[0] * S), interpolation=cv2.INTER_CUBIC)
-    same = lambda im: im
+    def bicubic(im):
+        return cv2.resize(im, (im.shape[1] * S, im.shape[0] * S), interpolation=cv2.INTER_CUBIC)
+    def same(im):
+        return im
     rows = {loss: {} for loss in losses}
     # H.264 anchors
     for name, srcs, finish in (("h264_hr", hrs, same), ("h264_lr_sr", lrs, eng.upscale),
@@ -190,19 +192,22 @@ def cell(hrs, eng, bitrate: float, fps: float, losses, seed: int = 1, draws: int
         for loss in losses:
             rows[loss][name] = {"psnr_y": lossy(deliver, stream, loss, hrs, finish, seeds),
                                 "kbps": kbps_of(stream, fps)}
-    # auto: what serve sends with topology "auto" on this budgeted link (a real StreamEncoder + its ModeChooser over tiles
-    # and H.264), with the sink's fec set from the link's loss and frame budget (edgesr.fec.parity_share: 25 %
+    # auto: what serve sends with topology "auto" on this budgeted link (a real StreamEncoder + its ModeChooser over
+    # tiles and H.264), with the sink's fec set from the link's loss and frame budget (edgesr.fec.parity_share: 25 %
     # parity at 5 %, none under 600 bytes a frame)
-    auto_sink = lambda loss: StreamEncoder(topology="measured", codec=best_cfg["edgesr_lr_sr"][0],
-                                           tile=best_cfg["edgesr_lr_sr"][1], bitrate=bitrate, fps=fps, mtu=MTU,
-                                           fec=parity_share(loss, bitrate / 8 / fps), measure_with=eng, modes=MODES)
-    finish = lambda img: eng.upscale(img) if img.shape[0] < hrs[0].shape[0] else img  # LR: SR at the robot
+    def auto_sink(loss):
+        return StreamEncoder(topology="measured", codec=best_cfg["edgesr_lr_sr"][0],
+                             tile=best_cfg["edgesr_lr_sr"][1], bitrate=bitrate, fps=fps, mtu=MTU,
+                             fec=parity_share(loss, bitrate / 8 / fps), measure_with=eng, modes=MODES)
+    def finish(img):
+        return eng.upscale(img) if img.shape[0] < hrs[0].shape[0] else img  # LR: SR at the robot
     for loss in losses:
         sink = auto_sink(loss)
         chooser, modes = sink.chooser, []
         stream = sink_stream(sink, hrs, fps, S, modes)
         # every frame shown counts, on any loss draw
-        db = [np.mean([psnr_y(finish(img), hr, S) for img, hr in zip(deliver(stream, loss, sd), hrs) if img is not None])
+        db = [np.mean([psnr_y(finish(img), hr, S)
+                       for img, hr in zip(deliver(stream, loss, sd), hrs) if img is not None])
               for sd in (seeds if loss > 0 else seeds[:1])]
         rows[loss]["auto"] = {"psnr_y": round(float(np.mean(db)), 3), "kbps": kbps_of(stream, fps),
                               "fec": sink.fec, "modes": {str(m): modes.count(m) for m in sorted(set(modes), key=str)},
@@ -280,7 +285,8 @@ def plot(res: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(combos), figsize=(4.2 * len(combos), 3.8), squeeze=False)
     for ax, (fps, loss) in zip(axes[0], combos):
         rows = sorted((r for r in res["rows"] if r["fps"] == fps and r["loss"] == loss), key=lambda r: r["bitrate"])
-        for n, color in zip(names, ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:red", "tab:brown", "black",
+        for n, color in zip(names, ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:red", "tab:brown",
+                                    "black",
                                     "tab:gray")):
             pts = [(r["bitrate"] / 1000, r["modes"][n]["psnr_y"]) for r in rows
                    if r["modes"].get(n, {}).get("psnr_y") is not None]
@@ -316,7 +322,8 @@ def live(video: Path, model, bitrate: float, fps: float, loss: float, seconds: f
     link = PtyLink(bitrate=bitrate, loss=loss, corrupt=corrupt, seed=1).start()
     q = f"baud={int(bitrate)}" + (f"&rs={rs}" if rs else "")
     sink = open_sink(f"serial://{link.tx}?{q}", topology="measured", codec="webp", tile=256,
-                     fps=fps, mtu=mtu, bitrate=bitrate * 0.8, fec=fec, measure_with=Engine(model, threads=1), modes=MODES)
+                     fps=fps, mtu=mtu, bitrate=bitrate * 0.8, fec=fec,
+                     measure_with=Engine(model, threads=1), modes=MODES)
     pipe = Pipeline(VideoFileSource(video, loop=False, fps=fps), None, [sink], scale=S)
     rx = Receiver(f"serial://{link.rx}?{q}", upscale=True, model=model, latest_only=False, feedback=feedback)
     pipe.start()

@@ -22,7 +22,8 @@ def main(verbose) -> None:
 
 def _arch_options(fn):
     for opt in reversed([
-        click.option("--arch", type=click.Choice(["srgan", "efdn", "espcn", "fsrcnn"]), default="srgan", show_default=True),
+        click.option("--arch", type=click.Choice(["srgan", "efdn", "espcn", "fsrcnn"]), default="srgan",
+                     show_default=True),
         click.option("--scale", type=SCALE, default=4, show_default=True),
         click.option("--width", type=click.IntRange(1, 512), default=16, show_default=True, help="channels"),
         click.option("--blocks", type=click.IntRange(0, 64), default=1, show_default=True, help="residual/EDBB blocks"),
@@ -36,13 +37,15 @@ def _arch_options(fn):
 
 def _train_options(fn):
     for opt in reversed([
-        click.option("--data", "data", multiple=True, required=True, type=click.Path(), help="HR image folder (repeatable)"),
+        click.option("--data", "data", multiple=True, required=True, type=click.Path(),
+                     help="HR image folder (repeatable)"),
         click.option("--out", required=True, type=click.Path(), help="run folder (checkpoints, state.json)"),
         click.option("--val", type=click.Path(), default=None, help="validation folder, e.g. ../shared/data/val/Set5"),
         click.option("--steps", type=click.IntRange(1), default=20000, show_default=True),
         click.option("--batch", type=click.IntRange(1), default=16, show_default=True),
         click.option("--patch", type=click.IntRange(8), default=32, show_default=True, help="LR patch size"),
-        click.option("--per-image", type=click.IntRange(1), default=16, show_default=True, help="cached patches per image"),
+        click.option("--per-image", type=click.IntRange(1), default=16, show_default=True,
+                     help="cached patches per image"),
         click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True),
         click.option("--edge-weight", type=float, default=0.0, show_default=True, help="gradient-variance loss weight"),
         click.option("--val-every", type=click.IntRange(1), default=1000, show_default=True),
@@ -70,7 +73,8 @@ def _run_train(arch, scale, width, blocks, no_anchor, color, data, out, val, ste
                       edge_weight=edge_weight, threads=threads, command=shlex.join(["edgesr-convert", *sys.argv[1:]]),
                       teacher=extra.get("teacher"), distill_weight=extra.get("distill_weight", 1.0),
                       gan=extra.get("gan", False), adv_weight=extra.get("adv_weight", 5e-3),
-                      loss=extra.get("loss", "l1"), lr_codec=extra.get("lr_codec"), extra={"init": extra["init"]} if extra.get("init") else {})
+                      loss=extra.get("loss", "l1"), lr_codec=extra.get("lr_codec"),
+                      extra={"init": extra["init"]} if extra.get("init") else {})
     state = train(cfg, resume=resume)
     last = state["history"][-1] if state["history"] else {}
     click.echo(json.dumps({"out": out, "step": state["step"], "best_val_psnr": state["best_psnr"],
@@ -118,10 +122,12 @@ def _tile(value: str):
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="output folder")
 @click.option("--dtype", "dtypes", multiple=True, type=click.Choice(["float32", "float16", "int8"]),
               default=["int8"], show_default=True, help="repeatable")
-@click.option("--tile", default="dynamic", show_default=True, help="fixed LR input WIDTHxHEIGHT (e.g. 80x60), or 'dynamic'")
+@click.option("--tile", default="dynamic", show_default=True,
+              help="fixed LR input WIDTHxHEIGHT (e.g. 80x60), or 'dynamic'")
 @click.option("--edgetpu", is_flag=True, help="Edge TPU variant: transpose-conv shuffle instead of DEPTH_TO_SPACE")
 @click.option("--batch", type=click.IntRange(1, 64), default=1, show_default=True, help="tiles per invoke")
-@click.option("--data", "data", multiple=True, required=True, type=click.Path(), help="training folder(s) for calibration")
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(),
+              help="training folder(s) for calibration")
 @click.option("--eval", "eval_dirs", multiple=True, type=click.Path(exists=True),
               help="measure PSNR/SSIM on these folders and write them into the card (repeatable)")
 @click.option("--name", default=None, help="model name (default from arch/dtype/tile)")
@@ -151,7 +157,8 @@ def quantize_cmd(run, out, dtypes, tile, edgetpu, batch, data, eval_dirs, name):
                 float_ref[key] = r["psnr_y"]
             elif key in float_ref:
                 card.metrics[key]["float32_psnr_y"] = float_ref[key]
-                card.metrics[key]["int8_loss_db" if dtype == "int8" else "loss_db"] = round(float_ref[key] - r["psnr_y"], 4)
+                loss_key = "int8_loss_db" if dtype == "int8" else "loss_db"
+                card.metrics[key][loss_key] = round(float_ref[key] - r["psnr_y"], 4)
         card.save(path.with_suffix(".json"))
         click.echo(json.dumps({"model": str(path), "dtype": dtype, "metrics": card.metrics}))
 
@@ -163,7 +170,8 @@ def quantize_cmd(run, out, dtypes, tile, edgetpu, batch, data, eval_dirs, name):
 @click.option("--width", type=click.IntRange(4, 512), default=48, show_default=True, help="features (authors': 48)")
 @click.option("--blocks", type=click.IntRange(2, 4), default=4, show_default=True, help="cells (authors': 4)")
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False), default=None,
-              help=".npz with 'lr' (uint8 HxWx3) and 'sr' (the PyTorch model's float output): report the max difference")
+              help=".npz with 'lr' (uint8 HxWx3) and 'sr' (the PyTorch model's float output): "
+                   "report the max difference")
 @friendly
 def import_cmd(checkpoint, out, scale, width, blocks, reference):
     """Import the EFDN authors' trained PyTorch weights (EFDN_gv.pth) into a run folder, without PyTorch.

@@ -46,7 +46,8 @@ def evaluate_model(model, data, scale: int | None = None, backend: str = "cpu", 
         if save_dir:
             Path(save_dir).mkdir(parents=True, exist_ok=True)
             write_rgb(Path(save_dir) / f"{name}_x{s}_bicubic-model-hr.png", side_by_side(bic, sr, hr))
-    mean = lambda k: round(float(np.mean([r[k] for r in rows])), 4)
+    def mean(k):
+        return round(float(np.mean([r[k] for r in rows])), 4)
     return {"model": eng.path.name, "data": str(data), "scale": s, "backend": eng.backend, "n": len(rows),
             "psnr_y": mean("psnr_y"), "ssim_y": mean("ssim_y"), "bicubic_psnr_y": mean("bicubic_psnr_y"),
             "bicubic_ssim_y": mean("bicubic_ssim_y"), "per_image": rows}

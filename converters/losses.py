@@ -42,7 +42,8 @@ def adversarial(real_logits, fake_logits, relativistic: bool = True):
     """(generator loss, discriminator loss). Relativistic average GAN (ESRGAN) or standard non-saturating."""
     import tensorflow as tf
 
-    bce = lambda labels, logits: tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits))
+    def bce(labels, logits):
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits))
     if relativistic:
         r = real_logits - tf.reduce_mean(fake_logits)
         f = fake_logits - tf.reduce_mean(real_logits)

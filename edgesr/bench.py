@@ -61,7 +61,8 @@ def run_bench(model, backend: str, threads, size: tuple[int, int], seconds: floa
     ms = 1000 * np.median(lat)
     # adaptive tiles: the model ran on a share of the frame (tile context not counted)
     macs = eng.card.macs_per_output_pixel * size[0] * size[1] * s * s * eng.last_sr_fraction
-    return {**eng.describe(), "cpu": cpu_name(), "input_size": f"{size[0]}x{size[1]}", "output_size": f"{size[0] * s}x{size[1] * s}",
+    return {**eng.describe(), "cpu": cpu_name(), "input_size": f"{size[0]}x{size[1]}",
+            "output_size": f"{size[0] * s}x{size[1] * s}",
             "frames": len(lat), "sr_fraction": round(eng.last_sr_fraction, 3),
             "ms_median": round(ms, 3), "ms_p90": round(1000 * float(np.percentile(lat, 90)), 3),
             "fps_median": round(1000 / ms, 2), "invoke_ms_median": round(1000 * np.median(inv), 3),

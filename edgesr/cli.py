@@ -113,8 +113,10 @@ def info(model, as_json):
     name = interpreter_api()[0]
     compiled = is_edgetpu_model(path)
     it = open_interpreter(path, 1, allocate=False)
-    io = lambda d: {"name": d["name"], "shape": [int(v) for v in d.get("shape_signature", d["shape"])],
-                    "dtype": np.dtype(d["dtype"]).name, "quantization": [float(d["quantization"][0]), int(d["quantization"][1])]}
+    def io(d):
+        return {"name": d["name"], "shape": [int(v) for v in d.get("shape_signature", d["shape"])],
+                "dtype": np.dtype(d["dtype"]).name,
+                "quantization": [float(d["quantization"][0]), int(d["quantization"][1])]}
     card = load_card(path)
     ops = [o["op_name"] for o in it._get_ops_details()]
     res = {"model": str(path), "interpreter": name, "edgetpu_compiled": compiled,
@@ -194,10 +196,12 @@ def bench(model, backend, threads, input_size, seconds, scale, as_json, texture_
     click.echo(f"  model   median {r['ms_median']:.2f} ms  p90 {r['ms_p90']:.2f} ms  {r['fps_median']:.1f} fps "
                f"({r['frames']} frames; interpreter {r['invoke_share']:.0%} of frame time)")
     if texture_threshold:
-        click.echo(f"  adaptive tiles: threshold {texture_threshold:g}, the model ran on {r['sr_fraction']:.0%} of tiles")
+        click.echo(f"  adaptive tiles: threshold {texture_threshold:g}, "
+                   f"the model ran on {r['sr_fraction']:.0%} of tiles")
     click.echo(f"  compute {r['gmac_per_frame']:.3f} GMAC/frame -> {r['gmac_per_s']:.1f} GMAC/s inside the interpreter")
     click.echo(f"  bicubic median {r['bicubic_ms_median']:.2f} ms  -> model/bicubic {r['ratio_to_bicubic']:.1f}x")
-    click.echo(f"  memory  peak RSS {r['peak_rss_mb']:.0f} MB (after warm-up {r['rss_start_mb']:.0f} MB, end {r['rss_end_mb']:.0f} MB)")
+    click.echo(f"  memory  peak RSS {r['peak_rss_mb']:.0f} MB "
+               f"(after warm-up {r['rss_start_mb']:.0f} MB, end {r['rss_end_mb']:.0f} MB)")
 
 
 @main.command()
@@ -295,7 +299,8 @@ def calibrate(config_path, seconds, out):
 @click.option("--show", is_flag=True, help="display frames in a window (needs an OpenCV build with GUI)")
 @click.option("--all-frames", is_flag=True, help="keep every frame (recording) instead of skipping to the newest")
 @click.option("--publish", "publish", multiple=True,
-              help="republish frames: ros2:///TOPIC?router=tcp/HOST:7447&distro=jazzy, foxglove://HOST:PORT (repeatable)")
+              help="republish frames: ros2:///TOPIC?router=tcp/HOST:7447&distro=jazzy, foxglove://HOST:PORT "
+                   "(repeatable)")
 @click.option("--record", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="record the frames as ROS 2 sensor_msgs/CompressedImage into this .mcap file")
 @friendly

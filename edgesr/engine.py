@@ -82,7 +82,8 @@ class Engine:
         i, o = it.get_input_details()[0], it.get_output_details()[0]
         sig = list(i.get("shape_signature", i["shape"]))
         if len(sig) != 4 or sig[-1] not in (1, 3):
-            raise ModelError(f"{self.path.name}: input shape {sig} is not [batch, h, w, 3] (RGB) or [batch, h, w, 1] (Y)")
+            raise ModelError(f"{self.path.name}: input shape {sig} is not [batch, h, w, 3] (RGB) "
+                             "or [batch, h, w, 1] (Y)")
         self.channels = int(sig[-1])  # 1: a luminance model (edgesr.color); frames stay RGB for the caller
         self.dynamic = sig[1] < 0 or sig[2] < 0
         self.batch = max(int(i["shape"][0]), 1)
@@ -265,4 +266,6 @@ class Engine:
     def describe(self) -> dict:
         return {"model": self.path.name, "backend": self.backend, "interpreter": self.interpreter_name,
                 "threads": self.threads, "scale": self.scale, "tile": list(self.tile) if self.tile else None,
-                "batch": self.batch, "color": "y" if self.channels == 1 else "rgb", "texture_threshold": self.texture_threshold, "input_dtype": str(self.in_dtype), "output_dtype": str(self.out_dtype)}
+                "batch": self.batch, "color": "y" if self.channels == 1 else "rgb",
+                "texture_threshold": self.texture_threshold, "input_dtype": str(self.in_dtype),
+                "output_dtype": str(self.out_dtype)}

@@ -135,8 +135,8 @@ class Protector:
     (``share`` x k >= 2: 8 packets at 25 %), spans ``max_frames`` frames or ends with an H.264 IDR or refresh start
     (its parity then comes at once: a robot that does not know yet that parity is coming shows it partial, and a
     lost piece of it costs a whole sweep); its parity rebuilds round(share x k) of its packets (``protect``), one
-    more for a key unit. A frame of one or two packets shares its parity with the next frames instead of doubling (per-frame
-    parity cost 2.9 dB at 19.2 kbit/s, 5 fps, 5 % loss)."""
+    more for a key unit. A frame of one or two packets shares its parity with the next frames instead of doubling
+    (per-frame parity cost 2.9 dB at 19.2 kbit/s, 5 fps, 5 % loss)."""
 
     def __init__(self, share: float, max_frames: int = MAX_SPAN):
         self.share, self.max_frames, self.block, self.key = share, min(max_frames, MAX_SPAN), [], False
@@ -304,7 +304,8 @@ class Recovery:
         return out
 
     def _parse(self, raw: bytes) -> _Group | None:
-        if len(raw) < HEAD.size + CRC.size or CRC.unpack_from(raw, len(raw) - CRC.size)[0] != zlib.crc32(raw[:-CRC.size]):
+        if len(raw) < HEAD.size + CRC.size or \
+                CRC.unpack_from(raw, len(raw) - CRC.size)[0] != zlib.crc32(raw[:-CRC.size]):
             raise ProtocolError("parity packet CRC mismatch")
         magic, version, stream, seq, k, span, K, m, size, first = HEAD.unpack_from(raw)
         if version != VERSION or not 1 <= k <= MAX_BLOCKS or not 1 <= span <= MAX_SPAN or K < 1 or m < 1 or \

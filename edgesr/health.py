@@ -24,9 +24,12 @@ def prometheus(pipe, extra: dict) -> str:
     metric("frames_dropped_total", "counter", "Frames dropped by latest-frame-wins hand-offs",
            [({"stage": "capture"}, s["capture_drops"])] +
            [({"stage": "sink", "sink": u}, v["drops"]) for u, v in s["sinks"].items()])
-    metric("frames_sent_total", "counter", "Frames sent per sink", [({"sink": u}, v["frames_sent"]) for u, v in s["sinks"].items()])
-    metric("bytes_sent_total", "counter", "Bytes sent per sink", [({"sink": u}, v["bytes_sent"]) for u, v in s["sinks"].items()])
-    metric("packets_sent_total", "counter", "Packets sent per sink", [({"sink": u}, v["packets_sent"]) for u, v in s["sinks"].items()])
+    metric("frames_sent_total", "counter", "Frames sent per sink",
+           [({"sink": u}, v["frames_sent"]) for u, v in s["sinks"].items()])
+    metric("bytes_sent_total", "counter", "Bytes sent per sink",
+           [({"sink": u}, v["bytes_sent"]) for u, v in s["sinks"].items()])
+    metric("packets_sent_total", "counter", "Packets sent per sink",
+           [({"sink": u}, v["packets_sent"]) for u, v in s["sinks"].items()])
     packet_sinks = [(u, v) for u, v in s["sinks"].items() if "refresh_requests" in v]  # MJPEG has no back channel
     metric("refresh_requests_total", "counter", "Robots' refresh requests (the back channel) per sink",
            [({"sink": u}, v["refresh_requests"]) for u, v in packet_sinks])
@@ -45,7 +48,8 @@ def prometheus(pipe, extra: dict) -> str:
         metric("sr_fraction", "gauge", "Share of tiles the model ran on, last frame (adaptive tiles; 1 = all)",
                [({"model": s["model"]}, s["sr_fraction"])])
     if "ladder_rung" in s:
-        metric("ladder_rung", "gauge", "Current ladder rung (0 = best model)", [({"model": s["model"]}, s["ladder_rung"])])
+        metric("ladder_rung", "gauge", "Current ladder rung (0 = best model)",
+               [({"model": s["model"]}, s["ladder_rung"])])
         metric("ladder_switches_total", "counter", "Ladder moves up or down", [({}, s["ladder_switches"])])
     buckets = [5, 10, 20, 35, 50, 75, 100, 200, 500, float("inf")]
     hist = list(pipe.engine_hist)

@@ -79,7 +79,8 @@ class ModeChooser:
         self.stats = {"measurements": 0, "switches": 0, "measure_ms": 0.0, "video_ms": 0.0}
 
     def _thumb(self, hr: np.ndarray) -> np.ndarray:
-        return cv2.resize(cv2.cvtColor(hr, cv2.COLOR_RGB2GRAY), (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
+        return cv2.resize(cv2.cvtColor(hr, cv2.COLOR_RGB2GRAY), (32, 18),
+                          interpolation=cv2.INTER_AREA).astype(np.float32)
 
     def due(self, hr: np.ndarray, now: float) -> bool:
         if self.video and now - self.start_t < max(SETTLE_S, SETTLE_FRAMES / self.fps):

@@ -12,7 +12,9 @@ were sent, the robot keeps the others from the previous frame.
 Codec "h264" (``edgesr.video``) carries one H.264 access unit per frame instead of tiles: "tiles" are then
 consecutive chunks of the unit (each up to 255 fragments, geometry = the whole frame), decoded in order by the
 robot's per-stream H.264 decoder.
-Packets become frames in ``edgesr.assembly``. Byte streams (TCP, serial) frame packets with ``edgesr.framing`` (COBS, optional Reed-Solomon). ``decode_packet`` raises ProtocolError (AuthError for a bad/missing tag) and nothing else.
+Packets become frames in ``edgesr.assembly``. Byte streams (TCP, serial) frame packets with ``edgesr.framing``
+(COBS, optional Reed-Solomon). ``decode_packet`` raises ProtocolError (AuthError for a bad/missing tag) and nothing
+else.
 """
 from __future__ import annotations
 

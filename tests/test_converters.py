@@ -250,7 +250,8 @@ def test_distill_from_a_shipped_tflite_teacher_starting_from_the_recovered_defau
     models = ROOT / "edgesr" / "models"
     run = tmp_path / "default"
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "recover_run.py"),
-                        str(models / "efdn_w16b2_x4_float32.tflite"), str(models / "efdn_w16b2_x4_int8.json"), str(run)],
+                        str(models / "efdn_w16b2_x4_float32.tflite"), str(models / "efdn_w16b2_x4_int8.json"),
+                        str(run)],
                        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert r.returncode == 0, r.stderr
     model, _ = load_run(run)

@@ -13,7 +13,8 @@ def test_edgesr_imports_without_tensorflow():
             "for m in mods: importlib.import_module(m)\n"
             "import edgesr.interpreter as e\n"
             "e.interpreter_api()\n"
-            "bad = sorted(k for k in sys.modules if k.split('.')[0] in ('tensorflow', 'keras', 'converters', 'tf_keras'))\n"
+            "bad = sorted(k for k in sys.modules\n"
+            "             if k.split('.')[0] in ('tensorflow', 'keras', 'converters', 'tf_keras'))\n"
             "assert not bad, bad\n"
             "print(len(mods))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

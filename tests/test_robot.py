@@ -232,7 +232,8 @@ def test_measured_link_chooses_by_measurement(tmp_path):
         p = tmp_path / f"link{bitrate}.toml"
         p.write_text(f"[source]\nurl = 'synthetic'\nwidth = 320\nheight = 240\nfps = 4\n"
                      f"[model]\nname = '{TINY}'\nthreads = 1\n"
-                     f"[[sink]]\nurl = 'udp://127.0.0.1:{udp}'\nbitrate = {bitrate}\nfps = 4\ncodec = 'webp'\ntile = 256\n")
+                     f"[[sink]]\nurl = 'udp://127.0.0.1:{udp}'\nbitrate = {bitrate}\nfps = 4\ncodec = 'webp'\n"
+                     "tile = 256\n")
         cfg = C.load(p)
         assert cfg.sinks[0].resolved_topology == "measured"
         rx = Receiver(f"udp://127.0.0.1:{udp}", upscale=True, model=str(TINY), threads=1)

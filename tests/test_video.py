@@ -69,7 +69,8 @@ def test_a_lost_packet_costs_one_slice_and_fec_rebuilds_it(clip):
     frames = clip[:8]
     packets = stream(frames, bitrate=57600)
     k = next(k for k in range(3, 8) if len(packets[k]) >= 3)
-    lost = lambda j, i, raw: j == k and i == 1  # one packet (one slice) of a frame of several
+    def lost(j, i, raw):
+        return j == k and i == 1  # one packet (one slice) of a frame of several
     plain, asm = deliver(packets, lost)
     assert asm.stats["partial"] == 1 and plain[k].missing_tiles == [1]
     # the other slices decode, the lost one is concealed from the previous picture: close to the true frame
@@ -87,7 +88,8 @@ def test_slices_fit_packets(clip):
     unit = H264Stream(768, 432, 2.0, 400000, mtu=600).encode(clip[0])
     chunks = nal_chunks(unit, 600 - 46)
     assert b"".join(chunks) == unit and len(chunks) > 3
-    nal_type = lambda c: c[c.index(b"\x00\x01") + 2] & 31
+    def nal_type(c):
+        return c[c.index(b"\x00\x01") + 2] & 31
     # every chunk fits a packet, except one NAL that is not a slice (x264's 0.7 kB version SEI, first unit only)
     assert all(len(c) <= 600 - 46 or nal_type(c) not in (1, 5) for c in chunks)
     assert all(c.startswith(b"\x00\x00\x01") or c.startswith(b"\x00\x00\x00\x01") for c in chunks)
@@ -314,7 +316,8 @@ def test_fec_across_frames_rebuilds_a_unit_lost_whole_and_the_stream_stays_exact
     clean, _ = deliver(stream(frames, bitrate=19200, fec=0.25))
     packets = stream(frames, bitrate=19200, fec=0.25)
     k = next(k for k in range(4, 12) if len(packets[k]) == 1)  # a one-packet frame, without parity of its own
-    whole = lambda j, i, raw: j == k and i == 0  # the frame is lost whole: the robot never hears of it
+    def whole(j, i, raw):
+        return j == k and i == 0  # the frame is lost whole: the robot never hears of it
     got, asm = deliver(packets, whole)
     assert asm.stats["waited"] >= 1 and [f.seq for f in got] == [f.seq for f in clean if f.seq != k + 1]
     concealed = [f.seq for f in got if f.concealed]  # shown on time by the concealing twin while the unit waited
@@ -325,7 +328,8 @@ def test_fec_across_frames_rebuilds_a_unit_lost_whole_and_the_stream_stays_exact
     assert got[-1].seq == len(frames) and not got[-1].concealed
     plain = stream(frames, bitrate=19200)  # the same loss without FEC: the frames after it carry the error
     ref, asm = deliver(plain)
-    assert not any(h.twin for h in asm.held.values()) and asm.stats["concealed"] == 0  # no parity, no twin: a clean stream is decoded once
+    # no parity, no twin: a clean stream is decoded once
+    assert not any(h.twin for h in asm.held.values()) and asm.stats["concealed"] == 0
     lost, _ = deliver(plain, whole)
     assert any(not np.array_equal(a.image, b.image) for a, b in zip(lost[k:], ref[k + 1:]))
 
@@ -446,8 +450,8 @@ def test_a_unit_lost_for_good_raises_refresh_requests_until_an_idr(clip):
 
 
 def test_the_device_honours_refresh_requests_where_an_idr_pays(clip):
-    """StreamEncoder.on_request: an IDR next, at most one a second, none on a link thinner than REFRESH_MIN_FRAME bytes a
-    frame (there an IDR costs more than the loss); garbage and other streams' requests are not obeyed."""
+    """StreamEncoder.on_request: an IDR next, at most one a second, none on a link thinner than REFRESH_MIN_FRAME
+    bytes a frame (there an IDR costs more than the loss); garbage and other streams' requests are not obeyed."""
     from edgesr.backchannel import REFRESH_MIN_FRAME, encode_request
     from edgesr.video import has_idr
 

@@ -166,5 +166,6 @@ def copy_weights(src, dst) -> None:
         w = a.get_weights()
         if b.name == "tail" and "tail_nn_add" in {x.name for x in dst.layers} and \
                 "tail_nn_add" not in {x.name for x in src.layers}:
-            w[0] = w[0] - anchor_onehot(w[0].shape, w[0].shape[2] - int(dst.input.shape[-1]))   # split the anchor out of the conv
+            # split the anchor out of the conv
+            w[0] = w[0] - anchor_onehot(w[0].shape, w[0].shape[2] - int(dst.input.shape[-1]))
         b.set_weights(w)

@@ -32,7 +32,8 @@ def _edbb_class():
         def build(self, input_shape):
             cin, c = int(input_shape[-1]), self.filters
             self.cin = cin
-            w = lambda n, s, init="glorot_uniform": self.add_weight(name=n, shape=s, initializer=init)
+            def w(n, s, init="glorot_uniform"):
+                return self.add_weight(name=n, shape=s, initializer=init)
             self.k3, self.b3 = w("k3", (3, 3, cin, c)), w("b3", (c,), "zeros")
             self.k1, self.b1 = w("k1", (1, 1, cin, c)), w("b1", (c,), "zeros")
             self.seq_1x1, self.seq_k3 = w("seq_1x1", (1, 1, cin, c)), w("seq_k3", (3, 3, c, c))
@@ -78,7 +79,8 @@ def _edbb_class():
     return EDBB
 
 
-def efdn(spec, input_shape=(None, None, 3), upsample: str = "depth_to_space", split_anchor: bool = False, deploy: bool = False,
+def efdn(spec, input_shape=(None, None, 3), upsample: str = "depth_to_space", split_anchor: bool = False,
+         deploy: bool = False,
          branchwise: bool = False):
     """Head conv, ``blocks`` EDBB+ReLU blocks with a skip over the body, pixel-shuffle tail."""
     import keras

@@ -119,7 +119,8 @@ def load_torch_weights(model, spec, state: dict[str, np.ndarray]) -> None:
                 used |= {f"{prefix}.weight", f"{prefix}.bias"}
             layer.set_weights(w)
         except KeyError as e:
-            raise DataError(f"checkpoint has no tensor {e}: not an EFDN w{spec.width} b{spec.blocks} state dict") from None
+            raise DataError(f"checkpoint has no tensor {e}: "
+                            f"not an EFDN w{spec.width} b{spec.blocks} state dict") from None
         except ValueError as e:
             raise DataError(f"checkpoint tensor for {prefix} has the wrong shape ({e})") from None
     extra = sorted(set(state) - used)
