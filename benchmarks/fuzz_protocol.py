@@ -28,7 +28,7 @@ from edgesr.codec import encode  # noqa: E402
 from edgesr.errors import ProtocolError  # noqa: E402
 from edgesr.fec import HEAD, is_parity, protect  # noqa: E402
 from edgesr.framing import StreamDeframer  # noqa: E402
-from edgesr.protocol import FLAG_LR, Packet, decode_packet, encode_frame, encode_packet  # noqa: E402
+from edgesr.protocol import FLAG_LR, Packet, encode_frame, encode_packet  # noqa: E402
 from edgesr.receiver import Receiver  # noqa: E402
 from edgesr.video import encode_unit  # noqa: E402
 
@@ -95,16 +95,17 @@ def main() -> None:
     def receive(packets, i: int, label: str = "") -> None:
         """Packets through decoding, assembly and upscaling: a ProtocolError is a rejection, anything else a bug
         (counted, not fatal)."""
+        dep = rx.depacketizer  # the receiver's own path: parity (valid or not) -> FEC -> decode -> assembly
         try:
             for raw in packets:
-                for data in rx.recovery.parity(raw) if is_parity(raw) else [raw]:  # FEC parity (valid or not)
-                    p = decode_packet(data, key=None)
-                    rx.recovery.data(data)
-                    counts["decoded"] += 1
-                    for f in rx.assembler.add(p, now=i * 1e-3):
-                        rx._finish(f)
-                        counts["frames"] += 1
-            counts["requests"] += len(rx.assembler.broken.due(i * 1e-3))  # what the robot asks
+                bad = dep.stats["bad_packets"] + dep.stats["auth_failures"]
+                for f in dep.feed(raw, now=i * 1e-3):
+                    rx.finish(f)
+                    counts["frames"] += 1
+                if is_parity(raw):
+                    continue
+                counts["rejected" if dep.stats["bad_packets"] + dep.stats["auth_failures"] > bad else "decoded"] += 1
+            counts["requests"] += len(dep.requests(i * 1e-3))  # what the robot asks
         except ProtocolError:
             counts["rejected"] += 1
         except Exception as e:  # noqa: BLE001

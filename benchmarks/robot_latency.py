@@ -4,6 +4,13 @@
     python benchmarks/robot_latency.py [--seconds 20] [--size 320x240] [--fps 10]
 
 Writes benchmarks/results/robot_latency.json and the last frame as the topic carried it (ros2_topic_frame.png).
+
+A robot slower than the stream (``--consumer-ms``: the Python API's consumer works that long on each frame; no ROS):
+
+    python benchmarks/robot_latency.py --consumer-ms 300 --fps 15 --topology source --seconds 20
+
+Latency = when the consumer takes the frame - capture; with the link's packet_loss / suggested_fec and the local
+drops (frames skipped, kernel drops) as the receiver reports them. Writes robot_latency_consumer.json.
 """
 from __future__ import annotations
 
@@ -49,8 +56,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--size", default="320x240")
     ap.add_argument("--fps", type=float, default=10)
+    ap.add_argument("--consumer-ms", type=float, default=0, help="a consumer this slow, instead of ROS 2")
+    ap.add_argument("--topology", choices=["source", "receiver"], default="receiver")
     a = ap.parse_args()
     size = tuple(int(v) for v in a.size.split("x"))
+    if a.consumer_ms:
+        return slow_consumer(a, size)
     store = typestore("benchmark")
     endpoint = f"tcp/127.0.0.1:{free_port(socket.SOCK_STREAM)}"
     router, sub_s = session("router", endpoint), session("client", endpoint)
@@ -87,6 +98,33 @@ def main() -> None:
     if "data" in last:
         img = cv2.imdecode(np.frombuffer(last["data"], np.uint8), cv2.IMREAD_COLOR)
         cv2.imwrite(str(OUT / "ros2_topic_frame.png"), img)
+    print(json.dumps(res))
+
+
+def slow_consumer(a, size) -> None:
+    port = free_port()
+    rx = Receiver(f"udp://127.0.0.1:{port}", upscale=True)
+    eng = Engine(threads=1) if a.topology == "source" else None
+    pipe = Pipeline(SyntheticSource(size, a.fps), eng, [open_sink(f"udp://127.0.0.1:{port}", topology=a.topology)],
+                    size, scale=4).start()
+    lat, t0 = [], time.monotonic()
+    try:
+        for f in rx.frames(timeout=10):
+            lat.append(time.time() - f.timestamp)
+            if time.monotonic() - t0 > a.seconds:
+                break
+            time.sleep(a.consumer_ms / 1000)
+    finally:
+        pipe.stop()
+        rx.close()
+    s = rx.summary()
+    lat = sorted(1000 * v for v in lat[3:])  # the first frames include start-up
+    res = {"size": a.size, "fps": a.fps, "topology": a.topology, "consumer_ms": a.consumer_ms, "frames": len(lat),
+           "latency_ms_median": round(statistics.median(lat), 1), "latency_ms_p90": round(lat[int(0.9 * len(lat))], 1),
+           **{k: s.get(k) for k in ("packet_loss", "suggested_fec", "skipped", "local_drops", "packets")},
+           "cpu": cpu_name()}
+    OUT.mkdir(exist_ok=True)
+    (OUT / "robot_latency_consumer.json").write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps(res))
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -335,6 +336,14 @@ def receive(url, config_path, out, count, timeout, key_file, no_upscale, model, 
     if out:
         out.mkdir(parents=True, exist_ok=True)
     n, t_first, t_last = 0, None, None
+    signalled = []
+
+    def stop(signum, _frame):  # SIGTERM (systemd, ROS launch) and SIGINT: finish cleanly, files complete
+        signalled.append(signal.Signals(signum).name)
+        rx.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
     try:
         for f in rx.frames(timeout=timeout):
             t_last = time.monotonic()
@@ -356,7 +365,9 @@ def receive(url, config_path, out, count, timeout, key_file, no_upscale, model, 
     # first to last frame: the final --timeout wait is not part of the rate
     s["fps"] = round((n - 1) / (t_last - t_first), 2) if n > 1 and t_last > t_first else None
     click.echo(json.dumps(s))
-    if n == 0:
+    if n == 0 and signalled:
+        click.echo(f"stopped by {signalled[0]} before the first frame from {url}", err=True)
+    elif n == 0:
         why = rx.why_nothing()
         click.echo(f"error: no frames received from {url} within {timeout:g} s" + (f": {why}" if why else ""),
                    err=True)

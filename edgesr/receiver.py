@@ -1,16 +1,22 @@
-"""Robot side: ``for frame in Receiver(url, key=..., upscale=True): frame.image, frame.seq, ...``."""
+"""Robot side: ``for frame in Receiver(url, key=..., upscale=True): frame.image, frame.seq, ...``.
+
+Real time by construction: a thread drains the transport continuously into the depacketizer (edgesr.depacketizer)
+and puts each complete frame into a latest-frame slot; the consumer (``frames()``) takes the newest, and SR at the
+robot runs on that one only. A consumer slower than the stream skips frames (``skipped``, counted), it never reads
+a backlog, and the link's loss estimate is not fed by this machine's own drops.
+"""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import numpy as np
 
-from .assembly import Frame, FrameAssembler, Limits
-from .backchannel import encode_request
+from .assembly import Frame, Limits
+from .depacketizer import Depacketizer
 from .errors import EdgeSRError, ProtocolError
-from .fec import Recovery, is_parity
-from .protocol import AuthError, decode_packet
+from .slot import Queue, Slot
 from .transports import open_reader, parse_url
 
 log = logging.getLogger("edgesr.receiver")
@@ -18,32 +24,38 @@ log = logging.getLogger("edgesr.receiver")
 
 class Receiver:
     """Packets from udp/tcp/serial (or JPEGs from an http MJPEG stream) -> frames, optionally upscaled here
-    (SR at receiver) with ``model`` or the shipped default of the frame's scale."""
+    (SR at receiver) with ``model`` or the shipped default of the frame's scale. ``latest_only=False`` keeps every
+    frame (a recording), up to 64 waiting."""
 
     def __init__(self, url: str, key: bytes | None = None, upscale: bool = True, model: str | None = None,
                  backend: str = "auto", threads: int | None = None, max_age: float = 0.5, latest_only: bool = True,
                  limits: Limits | None = None, fec_wait: float = 5.0, feedback: bool = True):
         self.url, self.key, self.upscale, self.model = url, key, upscale, model
         self.backend, self.threads, self.max_age = backend, threads, max_age
-        self.latest_only = latest_only  # a robot wants the newest frame: skip superseded ones, never queue
         # feedback: where the link carries bytes back (udp, serial), ask the device for an IDR when an H.264 unit is
         # lost for good (the picture would show the error until the refresh sweep heals it)
         self.feedback = feedback
         self.endpoint = parse_url(url)
         self.scheme = self.endpoint.scheme
-        self.reader = None if self.scheme == "http" else open_reader(self.endpoint)
         self.limits = limits or Limits()
-        self.recovery = Recovery(max_bytes=self.limits.max_frame_bytes)  # parity packets (edgesr.fec), if sent
-        # fec_wait: how long an H.264 unit with a lost packet waits for parity (its twin shows frames meanwhile);
-        # 0: units decode as they come, concealing (a rebuilt packet of a frame already shown is then late)
-        self.assembler = FrameAssembler(limits=self.limits, recovery=self.recovery if fec_wait > 0 else None,
-                                        hold_s=fec_wait)
+        self.depacketizer = Depacketizer(key, self.limits, fec_wait)
+        self.assembler, self.recovery = self.depacketizer.assembler, self.depacketizer.recovery
+        self.reader = None if self.scheme == "http" else open_reader(self.endpoint)
+        self.ready: Slot = Slot() if latest_only else Queue(64)  # complete frames, newest wins (or all, bounded)
         self.engines: dict = {}  # (scale, codec) -> Engine
-        self.stats = {"packets": 0, "bytes": 0, "bad_packets": 0, "auth_failures": 0, "frames": 0, "upscaled": 0,
-                      "skipped": 0, "upscale_errors": 0, "refresh_requests": 0}
+        self.counts = {"frames": 0, "upscaled": 0, "upscale_errors": 0, "refresh_requests": 0}
         self.latencies: list[float] = []
         self.outputs: list = []  # edgesr.outputs: ROS 2, Foxglove, MCAP (each with its own slot and thread)
         self._closed = False
+        self._pump: threading.Thread | None = None
+        self.error: Exception | None = None  # what ended the pump early (the MJPEG stream could not be opened)
+
+    @property
+    def stats(self) -> dict:
+        """Counters: the link's packets (depacketizer), frames delivered, and what this machine dropped: frames
+        superseded before the consumer took them (``skipped``) and datagrams the kernel dropped (``local_drops``)."""
+        return {**self.depacketizer.stats, **self.counts, "skipped": self.ready.dropped,
+                "local_drops": getattr(self.reader, "kernel_drops", 0)}
 
     def attach(self, output) -> "Receiver":
         """Republish every frame to ``output`` (an ``edgesr.outputs.Output``, started here)."""
@@ -66,76 +78,76 @@ class Receiver:
             raise EdgeSRError(f"the model is x{eng.scale}, the frame asks for x{scale}")
         return eng
 
-    def _finish(self, f: Frame) -> Frame:
+    def finish(self, f: Frame) -> Frame:
+        """SR at the robot (an LR frame and ``upscale``), the outputs, the counters: what every delivered frame gets."""
         if f.lr and f.scale > 1 and self.upscale:
             try:
                 f.image = self._engine(f.scale, f.codec).upscale(f.image)
                 f.lr = False
-                self.stats["upscaled"] += 1
+                self.counts["upscaled"] += 1
             except EdgeSRError as e:  # e.g. no model for this scale: deliver the LR frame, say so once
-                if not self.stats["upscale_errors"]:
+                if not self.counts["upscale_errors"]:
                     log.warning("%s: cannot upscale x%d frames (%s); delivering them as received", self.url,
                                 f.scale, e)
-                self.stats["upscale_errors"] += 1
-        self.stats["frames"] += 1
+                self.counts["upscale_errors"] += 1
+        self.counts["frames"] += 1
         for o in self.outputs:
             o.submit(f)
         self.latencies.append(time.time() - f.timestamp)
         del self.latencies[:-1000]
         return f
 
+    def start(self) -> "Receiver":
+        """Start draining the link (``frames()`` does it on first use)."""
+        if self._pump is None:
+            target = self._drain_mjpeg if self.scheme == "http" else self._drain
+            self._pump = threading.Thread(target=target, name=f"receiver {self.url}", daemon=True)
+            self._pump.start()
+        return self
+
     def frames(self, timeout: float | None = None):
-        """Yield frames; stop after ``timeout`` seconds without one (None: forever)."""
-        if self.scheme == "http":
-            yield from self._mjpeg(timeout)
-            return
+        """Yield the newest frames; stop after ``timeout`` seconds without one (None: forever), or at close()."""
+        self.start()
         last = time.monotonic()
         while not self._closed:
-            got = []
-            for i, raw in enumerate(self.reader.read(0.2)):
-                self.stats["packets"] += 1
-                self.stats["bytes"] += len(raw)
-                if is_parity(raw):
-                    for data in self.recovery.parity(raw):
-                        got += self._packet(data)
-                    continue
-                bad = self.stats["bad_packets"] + self.stats["auth_failures"]
-                got += self._packet(raw)
-                if bad == self.stats["bad_packets"] + self.stats["auth_failures"] and hasattr(self.reader, "trust"):
-                    self.reader.trust(i)  # requests go back to where valid packets come from
-            got += self.assembler.expire(time.monotonic(), self.max_age)
-            if self.feedback and hasattr(self.reader, "send_back"):
-                for stream, seq in self.assembler.broken.due(time.monotonic()):
-                    self.reader.send_back(encode_request(stream, seq, self.key))
-                    self.stats["refresh_requests"] += 1
-            if self.latest_only and len(got) > 1:
-                self.stats["skipped"] += len(got) - 1
-                got = got[-1:]
-            for f in got:
-                last = time.monotonic()
-                yield self._finish(f)
-            if timeout is not None and time.monotonic() - last > timeout:
-                return
+            f = self.ready.get(0.2)
+            if f is None:
+                if self.ready.closed and self.error is not None:
+                    raise self.error
+                if self.ready.closed or self._closed or (timeout is not None and time.monotonic() - last > timeout):
+                    return
+                continue
+            last = time.monotonic()
+            yield self.finish(f)
 
     __iter__ = frames
 
-    def _packet(self, raw: bytes) -> list[Frame]:
+    def _drain(self) -> None:
+        """The pump: packets -> depacketizer -> the ready slot, refresh requests back, until close()."""
+        dep, reader = self.depacketizer, self.reader
         try:
-            p = decode_packet(raw, self.key)
-        except AuthError:
-            self.stats["auth_failures"] += 1
-            return []
-        except ProtocolError:
-            self.stats["bad_packets"] += 1
-            return []
-        self.recovery.data(raw)
-        frames = self.assembler.add(p, time.monotonic())
-        if self.assembler.stats["no_decoder"] and not self.stats.get("no_h264"):  # H.264 arrives, and this
-            log.warning("%s: %s", self.url, self.assembler.last_error)              # robot cannot decode it
-            self.stats["no_h264"] = 1
-        return frames
+            while not self._closed:
+                raws = reader.read(0.2)
+                now = time.monotonic()
+                got = []
+                for i, raw in enumerate(raws):
+                    got += dep.feed(raw, now)
+                    if dep.valid and hasattr(reader, "trust"):
+                        reader.trust(i)  # requests go back to where valid packets come from
+                got += dep.expire(now, self.max_age)
+                if self.feedback and hasattr(reader, "send_back"):
+                    for req in dep.requests(now):
+                        reader.send_back(req)
+                        self.counts["refresh_requests"] += 1
+                for f in got:
+                    self.ready.put(f)
+        except Exception as e:  # noqa: BLE001 -- a bug must end frames() with its error, not hang it
+            log.error("%s: receiving stopped: %s", self.url, e)
+            self.error = e
+        finally:
+            self.ready.close()
 
-    def _mjpeg(self, timeout):
+    def _drain_mjpeg(self) -> None:
         import urllib.request
 
         from .codec import decode, image_size
@@ -144,31 +156,41 @@ class Receiver:
         e = self.endpoint
         url = f"http://{e.host}:{e.port}/stream"
         try:
-            resp = urllib.request.urlopen(url, timeout=timeout or 10)
+            resp = urllib.request.urlopen(url, timeout=10)
         except OSError as err:
-            raise ProtocolError(f"{url}: cannot open the MJPEG stream ({getattr(err, 'reason', err)})") from None
+            self.error = ProtocolError(f"{url}: cannot open the MJPEG stream ({getattr(err, 'reason', err)})")
+            self.ready.close()
+            return
+        self._resp = resp
         parser, n = MultipartParser(), 0
-        with resp:
-            while not self._closed:
-                try:
-                    data = resp.read1(1 << 16)
-                except OSError:  # the server stopped answering for `timeout` seconds
-                    return
-                if not data:
-                    return
-                for jpeg in parser.feed(data):
-                    w, h = image_size(jpeg) or (0, 0)
-                    if not 0 < w * h <= self.limits.max_frame_pixels or max(w, h) > self.limits.max_side:
-                        self.stats["bad_packets"] += 1  # no header, or over the limits: never decoded
-                        continue
+        try:
+            with resp:
+                while not self._closed:
                     try:
-                        img = decode(jpeg)
-                    except ProtocolError:
-                        self.stats["bad_packets"] += 1
-                        continue
-                    n += 1
-                    yield self._finish(Frame(np.ascontiguousarray(img), n, time.time(), received_at=time.monotonic(),
-                                             codec="jpeg"))
+                        data = resp.read1(1 << 16)
+                    except (OSError, ValueError):  # the server stopped answering, or close() closed it
+                        return
+                    if not data:
+                        return
+                    self.depacketizer.stats["bytes"] += len(data)
+                    for jpeg in parser.feed(data):
+                        self.depacketizer.stats["packets"] += 1
+                        w, h = image_size(jpeg) or (0, 0)
+                        if not 0 < w * h <= self.limits.max_frame_pixels or max(w, h) > self.limits.max_side:
+                            self.depacketizer.stats["bad_packets"] += 1  # no header, or over the limits: not decoded
+                            continue
+                        try:
+                            img = decode(jpeg)
+                        except ProtocolError:
+                            self.depacketizer.stats["bad_packets"] += 1
+                            continue
+                        n += 1
+                        self.ready.put(Frame(np.ascontiguousarray(img), n, time.time(),
+                                             received_at=time.monotonic(), codec="jpeg"))
+        except ProtocolError as err:  # a part without a sane Content-Length: the stream is not MJPEG
+            self.error = err
+        finally:
+            self.ready.close()
 
     def why_nothing(self) -> str | None:
         """The link's own reason when no frame arrived (port missing, connection refused), if it knows one."""
@@ -181,25 +203,25 @@ class Receiver:
                 **{f"fec_{k}": v for k, v in self.recovery.stats.items() if v},
                 **({"outputs": {o.url: o.snapshot() for o in self.outputs}} if self.outputs else {}),
                 "latency_ms_median": round(1000 * lat[len(lat) // 2], 1) if lat else None,
-                **self._loss()}
+                **self.depacketizer.loss(self.stats["local_drops"])}
 
-    def _loss(self) -> dict:
-        """Packet loss seen here (before FEC rebuilt any) and the sink ``fec`` it calls for (at the link bytes a
-        frame that arrive)."""
-        from .fec import parity_share
-
-        a = self.assembler.stats
-        expected = a["packets_expected"] + a["units_lost"]  # H.264 units lost whole: a packet each
-        got = a["packets_received"] - self.recovery.stats.get("recovered", 0)
-        if not expected:
-            return {}
-        loss = round(max(0.0, 1 - got / expected), 4)
-        frame_bytes = self.stats["bytes"] / max(1, a["frames"])
-        return {"packet_loss": loss, "suggested_fec": round(parity_share(loss, frame_bytes), 2)}
+    def stop(self) -> None:
+        """Make ``frames()`` return within 0.2 s (safe from a signal handler); ``close()`` then releases all."""
+        self._closed = True
 
     def close(self) -> None:
+        """Stop receiving; every output publishes what it holds and closes (an MCAP file is finished)."""
         self._closed = True
         if self.reader is not None:
             self.reader.close()
+        resp = getattr(self, "_resp", None)
+        if resp is not None:
+            try:
+                resp.close()
+            except Exception:  # noqa: BLE001 -- closing a response another thread reads may raise; it is closed
+                pass
+        if self._pump is not None:
+            self._pump.join(2.0)
+        self.ready.close()
         for o in self.outputs:
             o.close()

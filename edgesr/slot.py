@@ -38,6 +38,33 @@ class Slot:
         return self._closed
 
 
+class Queue(Slot):
+    """Every item in order up to ``maxlen`` waiting (a recording wants them all); past that the oldest is dropped and
+    counted, so memory stays bounded even when the consumer stops."""
+
+    def __init__(self, maxlen: int = 64) -> None:
+        super().__init__()
+        from collections import deque
+
+        self._items: deque = deque()
+        self.maxlen = maxlen
+
+    def put(self, item) -> None:
+        with self._cond:
+            if len(self._items) >= self.maxlen:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(item)
+            self.put_count += 1
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None):
+        with self._cond:
+            if not self._items and not self._closed:
+                self._cond.wait(timeout)
+            return self._items.popleft() if self._items else None
+
+
 def consume(slot: Slot, handle, stop: threading.Event | None = None, timeout: float = 0.2) -> None:
     """Call ``handle(item)`` with each newest item until the slot is closed, ``stop`` is set, or ``handle``
     returns False (the consumer thread of every sink, client and output)."""

@@ -267,7 +267,7 @@ def test_a_robot_without_pyav_says_so_once(clip, monkeypatch, caplog):
     try:
         for pk in packets:
             for raw in pk:
-                rx._packet(raw)
+                rx.depacketizer.feed(raw, 0.0)
     finally:
         rx.close()
     assert rx.assembler.stats["bad_tiles"] >= 2 and caplog.text.count("needs PyAV") == 1
@@ -420,7 +420,7 @@ def test_the_robot_upscales_h264_lr_with_the_model_trained_for_it(clip):
     for model, want in ((None, CODEC_DEFAULTS[("h264", 4)]), ("efdn_w16b2_x4_int8", DEFAULTS[4])):
         rx = Receiver(f"udp://127.0.0.1:{free_port()}", model=model)
         try:
-            got = [rx._finish(f) for raw in packets for f in rx._packet(raw)]
+            got = [rx.finish(f) for raw in packets for f in rx.depacketizer.feed(raw, 0.0)]
         finally:
             rx.close()
         assert [e.path.stem for e in rx.engines.values()] == [want] and len(got) == 3

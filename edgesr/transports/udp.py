@@ -55,15 +55,25 @@ class UDPSink(PacketSink):
         self.sock.close()
 
 
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)  # Linux: datagrams the kernel dropped, with each datagram
+
+
 class UDPReader:
-    """Binds HOST:PORT (joins the group for a multicast address) and returns datagrams."""
+    """Binds HOST:PORT (joins the group for a multicast address) and returns datagrams. ``kernel_drops``: datagrams
+    the kernel dropped because this socket's queue was full (Linux SO_RXQ_OVFL): a local drop, not link loss."""
 
     def __init__(self, endpoint):
         host, port = endpoint.host, endpoint.port
         self.peer = None  # where the stream comes from (the last valid packet's source): the back channel's address
         self.sources: list = []  # the source of each datagram of the last read()
+        self.kernel_drops = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # bursts of a few frames (the receiver drains the socket continuously: nothing waits here normally)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+        except OSError:  # not Linux: drops are not counted
+            pass
         try:
             if _is_multicast(host):
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # several robots on one host
@@ -76,17 +86,24 @@ class UDPReader:
             self.sock.close()
             raise listen_error(endpoint.url, host, port, e) from None
 
+    def _recv(self) -> tuple[bytes, object]:
+        data, anc, _, addr = self.sock.recvmsg(65535, socket.CMSG_SPACE(4))
+        for level, kind, value in anc:
+            if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(value) >= 4:
+                self.kernel_drops = struct.unpack("=I", value[:4])[0]  # the socket's running count
+        return data, addr
+
     def read(self, timeout: float = 0.5) -> list[bytes]:
         try:
             self.sock.settimeout(timeout)
-            data, addr = self.sock.recvfrom(65535)
+            data, addr = self._recv()
             out, self.sources = [data], [addr]
         except OSError:  # timeout, or the socket was closed by close() from another thread
             return []
         self.sock.setblocking(False)
         try:
             while len(out) < 256:
-                data, addr = self.sock.recvfrom(65535)
+                data, addr = self._recv()
                 out.append(data)
                 self.sources.append(addr)
         except (BlockingIOError, OSError):
