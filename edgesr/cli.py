@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from .encoder import TOPOLOGIES
 from .errors import EdgeSRError
 from .interpreter import BACKENDS as _BACKENDS
 
@@ -84,16 +85,18 @@ def models(as_json):
         c = load_card(p)
         set5 = (c.metrics.get("Set5") or {}).get("psnr_y") if c else None
         rows.append({"name": p.stem, "scale": c and c.scale, "dtype": c and c.dtype,
-                     "tile": "x".join(map(str, c.tile)) if c and c.tile else "dynamic", "params": c and c.params,
+                     "tile": f"{c.tile[1]}x{c.tile[0]}" if c and c.tile else "dynamic",  # WIDTHxHEIGHT, as everywhere
+                     "params": c and c.params, "color": c and c.color,
                      "set5_psnr_y": set5, "backend": "edgetpu" if is_edgetpu_model(p) else "cpu",
                      "default": p.stem in DEFAULTS.values()})
     if as_json:
         click.echo(json.dumps(rows))
         return
-    click.echo(f"{'name':<42} {'x':>2} {'dtype':<8} {'tile':<8} {'params':>7} {'Set5 dB':>8}  backend")
+    click.echo(f"{'name':<42} {'x':>2} {'dtype':<8} {'color':<5} {'tile':<8} {'params':>7} {'Set5 dB':>8}  backend")
     for r in rows:
-        click.echo(f"{r['name'] + (' *' if r['default'] else ''):<42} {r['scale']:>2} {r['dtype']:<8} {r['tile']:<8} "
-                   f"{r['params'] or 0:>7} {r['set5_psnr_y'] or float('nan'):>8.2f}  {r['backend']}")
+        set5 = f"{r['set5_psnr_y']:8.2f}" if r["set5_psnr_y"] else f"{'-':>8}"  # not measured (e.g. tile variants)
+        click.echo(f"{r['name'] + (' *' if r['default'] else ''):<42} {r['scale']:>2} {r['dtype']:<8} "
+                   f"{r['color'] or '':<5} {r['tile']:<8} {r['params'] or 0:>7} {set5}  {r['backend']}")
     click.echo("* default for its scale")
 
 
@@ -212,9 +215,10 @@ def bench(model, backend, threads, input_size, seconds, scale, as_json, texture_
 @click.option("--fps", type=click.FloatRange(0.1, 240), default=None)
 @click.option("--sink", "sinks", multiple=True, help="udp://HOST:PORT, tcp://HOST:PORT, serial:///dev/ttyX?baud=N, "
               "http://HOST:PORT (repeatable)")
-@click.option("--topology", type=click.Choice(["auto", "source", "receiver"]), default=None,
-              help="for --sink: send upscaled frames (source) or LR frames for the robot to upscale (receiver); "
-                   "auto: receiver for serial and --bitrate links, source otherwise")
+@click.option("--topology", type=click.Choice(["auto", *TOPOLOGIES]), default=None,
+              help="for --sink: send upscaled frames (source), LR frames for the robot to upscale (receiver), or "
+                   "whichever of the two measures better on the link (measured); auto: measured for serial and "
+                   "--bitrate links, source otherwise")
 @click.option("--bitrate", type=click.FloatRange(0), default=None, help="for --sink: link budget in bits/s")
 @click.option("--model", default=None)
 @click.option("--backend", type=BACKENDS, default=None)

@@ -24,7 +24,7 @@ def encode(image_rgb: np.ndarray, codec: str = "jpeg", quality: int = 80) -> byt
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
-    """(w, h) a JPEG/PNG/WebP header declares, read without decoding (a hostile header must not make the
+    """(w, h) a JPEG/PNG/WebP/BMP header declares, read without decoding (a hostile header must not make the
     decoder allocate); None when the header is not one of those or is cut short."""
     b = bytes(data[:65536])
     if b[:8] == b"\x89PNG\r\n\x1a\n" and len(b) >= 24:
@@ -52,6 +52,9 @@ def image_size(data: bytes) -> tuple[int, int] | None:
             return (v & 0x3FFF) + 1, ((v >> 14) & 0x3FFF) + 1
         if kind == b"VP8X":
             return int.from_bytes(b[24:27], "little") + 1, int.from_bytes(b[27:30], "little") + 1
+    if b[:2] == b"BM" and len(b) >= 26:  # BITMAPINFOHEADER; a negative height is a top-down bitmap
+        return abs(int.from_bytes(b[18:22], "little", signed=True)), abs(int.from_bytes(b[22:26], "little",
+                                                                                          signed=True))
     return None
 
 

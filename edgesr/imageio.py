@@ -36,11 +36,15 @@ def truncated(data: bytes) -> bool:
     return False
 
 
-def read_rgb(path, error=InputError) -> np.ndarray:
+MAX_IMAGE_PIXELS = 7680 * 4320  # 8K: what read_rgb decodes at most (the header says it before decoding)
+
+
+def read_rgb(path, error=InputError, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """HxWx3 RGB uint8; greyscale becomes 3 channels, alpha is dropped. Raises ``error`` naming the file when it
-    is missing, truncated or not an image."""
+    is missing, truncated, not an image, or larger than ``max_pixels`` (read from its header, not decoded)."""
     import cv2
 
+    from .codec import image_size
     from .interpreter import quiet_native_stderr
 
     p = Path(path)
@@ -52,6 +56,10 @@ def read_rgb(path, error=InputError) -> np.ndarray:
         raise error(f"{p}: cannot read ({e.strerror})") from None
     if truncated(data):
         raise error(f"{p}: truncated image (the file ends before the image does)")
+    size = image_size(data)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise error(f"{p}: {size[0]}x{size[1]} is over the {max_pixels / 1e6:.0f} MP this reads (8K); "
+                    "downscale or crop it first")
     with quiet_native_stderr(force=True):  # libpng/libjpeg warnings: our one line says it instead
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:

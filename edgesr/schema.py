@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import types
 import typing
-from dataclasses import fields
+from dataclasses import MISSING, fields
 
 _NAMES = {int: "int", float: "float", str: "str", bool: "bool", list: "list", dict: "table"}
 
@@ -38,4 +38,8 @@ def from_dict(cls, data, where: str, error, skip: tuple = ()):
     unknown = sorted(set(data) - known)
     if unknown:
         raise error(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    required = [f.name for f in fields(cls) if f.init and f.default is MISSING and f.default_factory is MISSING]
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise error(f"{where}: missing key {missing[0]!r} (required: {', '.join(required)})")
     return cls(**{k: _check(v, hints[k], f"{where}.{k}", error) for k, v in data.items()})

@@ -167,3 +167,22 @@ def test_upscale_texture_threshold(tmp_path):
     assert not np.array_equal(outs["12"], outs["0"]) and not np.array_equal(outs["12"], outs["255"])
     r = edgesr("upscale", src, tmp_path / "x.png", "--texture-threshold", "-1")
     assert r.returncode == 2 and "--texture-threshold" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_serve_help_and_the_config_agree_on_topologies():
+    import re
+
+    from click.testing import CliRunner
+
+    from edgesr.cli import main
+    from edgesr.config import SinkConfig, resolve_topology
+    from edgesr.encoder import TOPOLOGIES
+
+    text = " ".join(CliRunner().invoke(main, ["serve", "--help"], terminal_width=200).output.split())
+    choices = re.search(r"--topology \[([a-z|]+)\]", text).group(1).split("|")
+    assert choices == ["auto", *TOPOLOGIES]
+    for url, bitrate in (("serial:///dev/ttyUSB0", 0), ("udp://10.0.0.2:5600", 57600), ("udp://10.0.0.2:5600", 0)):
+        resolved = resolve_topology(SinkConfig(url=url, topology="auto", bitrate=bitrate))
+        link = "serial" if url.startswith("serial") else "--bitrate" if bitrate else "otherwise"
+        said = re.search(r"auto: (\w+) for serial and --bitrate links, (\w+) otherwise", text)
+        assert said.group(1 if link != "otherwise" else 2) == resolved

@@ -293,3 +293,37 @@ def test_bench_takes_scale_for_cardless_models(tmp_path):
     assert json.loads(r.stdout)["output_size"] == "128x96"
     one_line_error(edgesr("bench", "--model", tmp_path / "m.tflite", "--scale", "4", "--seconds", "0.5"),
                    "card says scale 4, the model upscales x2")
+
+
+def _huge_png(path, w: int, h: int) -> None:
+    """A real, complete w x h black PNG written row by row (the test never holds the image)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack("!I", len(data)) + kind + data + struct.pack("!I", zlib.crc32(kind + data))
+
+    z, row, idat = zlib.compressobj(9), b"\x00" + bytes(w * 3), []
+    for _ in range(h):
+        idat.append(z.compress(row))
+    idat.append(z.flush())
+    ihdr = struct.pack("!IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(idat)) + chunk(b"IEND", b""))
+
+
+def test_a_huge_image_is_refused_from_its_header(tmp_path):
+    """12000x12000: refused before decoding (it took 16 s and 1.09 GB RSS when decoded first)."""
+    big = tmp_path / "big.png"
+    _huge_png(big, 12000, 12000)
+    code = ("import resource, sys, time\nt = time.monotonic()\nfrom edgesr.cli import main\n"
+            f"sys.argv = ['edgesr', 'upscale', {str(big)!r}, {str(tmp_path / 'o.png')!r}]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+            "print(code, time.monotonic() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n")
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    exit_code, seconds, rss_mb = r.stdout.split()
+    assert exit_code == "2" and "12000x12000 is over" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert float(seconds) < 0.5 + 2.0  # the refusal itself < 0.5 s; imports (numpy, cv2, click) on a busy CI
+    assert float(rss_mb) < 100 + 80  # < 100 MB for the refusal, on top of ~80 MB of imports
