@@ -1,6 +1,12 @@
 """`edgesr` command line: models, info, upscale, bench. Errors become one line on stderr and exit code 2."""
 from __future__ import annotations
 
+import os
+
+# our own one-line errors replace OpenCV's and FFmpeg's C-level chatter on stderr (read when cv2 is imported)
+os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 import functools
 import json
 import signal
@@ -60,13 +66,9 @@ def texture_option(default):
 def main(verbose) -> None:
     """Real-time super-resolution for edge boards."""
     import logging
-    import os
 
     from . import interpreter
 
-    # our own one-line errors replace OpenCV's and FFmpeg's C-level chatter on stderr
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     interpreter.VERBOSE = verbose
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
