@@ -213,7 +213,7 @@ def bench(model, backend, threads, input_size, seconds, scale, as_json, texture_
 @main.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="TOML config file")
 @click.option("--source", default=None, help="synthetic | picamera2 | /dev/videoN | video file | image folder")
-@click.option("--size", default=None, type=size_wxh, help="capture WIDTHxHEIGHT (default 320x240)")
+@click.option("--size", default=None, type=size_wxh, help="capture WIDTHxHEIGHT (default: the source's own)")
 @click.option("--fps", type=click.FloatRange(0.1, 240), default=None)
 @click.option("--sink", "sinks", multiple=True, help="udp://HOST:PORT, tcp://HOST:PORT, serial:///dev/ttyX?baud=N, "
               "http://HOST:PORT (repeatable)")

@@ -15,6 +15,8 @@ from .interpreter import BACKENDS
 from .modelcard import SCALES
 from .schema import from_dict
 
+FITS = ("letterbox", "crop", "stretch")  # source.fit (edgesr.sources.fit_frame)
+
 HEALTH_PORT = 9480  # 9100 is node_exporter's
 SOURCE_KEYWORDS = ("synthetic", "picamera2")  # source.url values that are not paths
 
@@ -22,9 +24,10 @@ SOURCE_KEYWORDS = ("synthetic", "picamera2")  # source.url values that are not p
 @dataclass
 class SourceConfig:
     url: str = "synthetic"          # synthetic | picamera2 | /dev/videoN | video file | image folder
-    width: int = 320
-    height: int = 240
-    fps: float = 30.0
+    width: int = 0                  # 0: the source's own size (a file's; a camera's default; synthetic 320x240)
+    height: int = 0
+    fps: float = 0.0                # 0: the source's own rate (a video file's; synthetic 30; a folder 10)
+    fit: str = "letterbox"          # width/height of another aspect than the source: letterbox | crop | stretch
     loop: bool = True
 
 
@@ -134,10 +137,14 @@ def read_key(path, base: Path | None = None) -> bytes | None:
 
 
 def _check_source(s: SourceConfig, where: str) -> None:
-    if not (16 <= s.width <= 4096 and 16 <= s.height <= 4096):
-        raise ConfigError(f"{where}: source.width/height must be 16..4096, got {s.width}x{s.height}")
-    if not 0 < s.fps <= 240:
-        raise ConfigError(f"{where}: source.fps must be in (0, 240], got {s.fps}")
+    if (s.width, s.height) != (0, 0) and not (16 <= s.width <= 4096 and 16 <= s.height <= 4096):
+        raise ConfigError(f"{where}: source.width/height must be 16..4096 (or both 0: the source's own "
+                          f"size), got {s.width}x{s.height}")
+    if not 0 <= s.fps <= 240:
+        raise ConfigError(f"{where}: source.fps must be in (0, 240] (or 0: the source's own rate), "
+                          f"got {s.fps}")
+    if s.fit not in FITS:
+        raise ConfigError(f"{where}: source.fit must be {', '.join(FITS)}, got {s.fit!r}")
 
 
 def _check_model(m: ModelConfig, where: str) -> None:
@@ -285,6 +292,9 @@ def resolve(data: dict, where: str = "config", base: Path | None = None) -> Serv
     _check_model(cfg.model, where)
     _derive_model_scale(cfg.model, where, isinstance(model_data, dict) and "scale" in model_data)
     if cfg.model.ladder:
+        if not (cfg.source.width and cfg.source.fps):
+            raise ConfigError(f"{where}: model.ladder needs source.width, source.height and source.fps "
+                              "(the ladder is calibrated at that size and rate)")
         t = cfg.model.latency_table
         default = Path(where).with_suffix(".latency.json") if base else Path("edgesr.latency.json")
         cfg.model.latency_table = str((base or Path(".")) / t) if t else str(default)

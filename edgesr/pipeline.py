@@ -11,13 +11,12 @@ import threading
 import time
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from .backoff import Backoff
 from .errors import ConfigError
 from .slot import Slot
-from .sources import EndOfSource, Source, SourceError
+from .sources import EndOfSource, Source, SourceError, fit_frame
 from .transports.base import OutFrame
 
 log = logging.getLogger("edgesr.pipeline")
@@ -36,8 +35,10 @@ class Pipeline:
     marked with for the robot (default: the engine's)."""
 
     def __init__(self, source: Source, engine, sinks: list, size: tuple[int, int] | None = None,
-                 scale: int | None = None):
-        self.source, self.engine, self.sinks, self.size = source, engine, list(sinks), size
+                 scale: int | None = None, fit: str = "letterbox"):
+        """``size`` (w, h): frames of another size are fitted to it (``fit``: edgesr.sources.fit_frame); None: the
+        source's own size."""
+        self.source, self.engine, self.sinks, self.size, self.fit = source, engine, list(sinks), size, fit
         self.scale = scale or (engine.scale if engine is not None else 1)
         self.need_sr = any(s.needs_sr for s in self.sinks)
         if self.need_sr and engine is None:
@@ -94,12 +95,24 @@ class Pipeline:
                 log.info("source %s is back", self.source.name)
             self.source_ok = True
             backoff.reset()
+            if seq == 0:
+                self._describe(img)
             if self.size and (img.shape[1], img.shape[0]) != tuple(self.size):
-                img = cv2.resize(img, tuple(self.size), interpolation=cv2.INTER_AREA)
+                img = fit_frame(img, tuple(self.size), self.fit)
             self.slot.put(Captured(img, seq, time.time_ns() // 1000, time.monotonic()))
             self.stats["captured"] += 1
             seq = (seq + 1) & 0xFFFFFFFF
         self.slot.close()
+
+    def _describe(self, img: np.ndarray) -> None:
+        """Say once what the source really gives, and what is done to it."""
+        h, w = img.shape[:2]
+        rate = f" at {self.source.rate:g} fps" if self.source.rate else ""
+        todo = ""
+        if self.size and (w, h) != tuple(self.size):
+            W, H = self.size
+            todo = f", {self.fit if w * H != h * W else 'resized'} to {W}x{H}"
+        log.info("source %s: %dx%d%s%s", self.source.name, w, h, rate, todo)
 
     def _upscale(self) -> None:
         t_last, ema = None, 0.0

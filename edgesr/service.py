@@ -85,8 +85,9 @@ def build(cfg: ServeConfig):
                        **(_measuring(cfg.model, k.codec) if k.resolved_topology == "measured" else {}))
              for k in cfg.sinks]
     src = cfg.source
-    source = open_source(src.url, (src.width, src.height), src.fps, src.loop)
-    return Pipeline(source, engine, sinks, (src.width, src.height), cfg.model.scale)
+    size = (src.width, src.height) if src.width else None  # None: the source's own size
+    source = open_source(src.url, size, src.fps or None, src.loop)
+    return Pipeline(source, engine, sinks, size, cfg.model.scale, fit=src.fit)
 
 
 def _measuring(m, codec: str) -> dict:

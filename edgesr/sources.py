@@ -41,8 +41,30 @@ class Pacer:
         self.next_t = max(self.next_t + self.period, time.monotonic() - self.period)
 
 
+def fit_frame(img: np.ndarray, size: tuple[int, int], how: str = "letterbox") -> np.ndarray:
+    """``img`` at ``size`` (w, h): same aspect, a resize; else letterboxed (black bars), cropped to the centre, or
+    stretched (distorts)."""
+    h, w = img.shape[:2]
+    W, H = size
+    if (w, h) == (W, H):
+        return img
+    if how == "stretch" or w * H == h * W:
+        return cv2.resize(img, (W, H), interpolation=cv2.INTER_AREA)
+    s = min(W / w, H / h) if how == "letterbox" else max(W / w, H / h)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    scaled = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+    if how == "crop":
+        y, x = (nh - H) // 2, (nw - W) // 2
+        return np.ascontiguousarray(scaled[y:y + H, x:x + W])
+    out = np.zeros((H, W, 3), np.uint8)
+    y, x = (H - nh) // 2, (W - nw) // 2
+    out[y:y + nh, x:x + nw] = scaled
+    return out
+
+
 class Source:
     name = "source"
+    rate: float | None = None  # frames per second it delivers (None: as they come)
 
     def open(self) -> None:
         pass
@@ -62,7 +84,7 @@ class SyntheticSource(Source):
 
         self.name = "synthetic"
         self.photo = read_rgb(image or SAMPLE)
-        self.size, self.pacer, self.n = tuple(size), Pacer(fps), 0
+        self.size, self.pacer, self.n, self.rate = tuple(size), Pacer(fps), 0, fps
 
     def read(self) -> np.ndarray:
         self.pacer.wait()
@@ -181,7 +203,8 @@ class VideoFileSource(_CaptureSource):
         self.cap = cv2.VideoCapture(str(self.path))
         if not self.cap.isOpened():
             raise SourceError(f"{self.path}: cannot decode video")
-        self.pacer = Pacer(self.fps or self.cap.get(cv2.CAP_PROP_FPS) or 25.0)
+        self.rate = self.fps or self.cap.get(cv2.CAP_PROP_FPS) or 25.0
+        self.pacer = Pacer(self.rate)
 
     def read(self) -> np.ndarray:
         if self.cap is None:
@@ -205,7 +228,7 @@ class ImageFolderSource(Source):
 
     def __init__(self, path, loop: bool = True, fps: float = 10.0):
         self.path, self.loop, self.name, self.i = Path(path), loop, str(path), 0
-        self.pacer = Pacer(fps)
+        self.pacer, self.rate = Pacer(fps), fps
         self.bad: set[Path] = set()
 
     def _files(self) -> list[Path]:
