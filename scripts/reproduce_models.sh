@@ -2,6 +2,7 @@
 # The exact commands that produced every shipped model and every row of the README's quality table.
 # Usage: scripts/reproduce_models.sh [stage ...]
 #   stages: split realtime baselines teacher ladder export_models table efdn_long codec_model kd_default h264_model
+#           efdn_import y_students
 #   (efdn_long, session 3: picks checkpoints on a held-out split of the training data, never on Set5/Set14)
 # (default: all)
 # Runs are resumable: re-running a stage continues from runs/<name>/last.* (add steps by raising --steps).
@@ -125,6 +126,29 @@ h264_model() {  # session 5: robot-side x4 for H.264 LR (auto's h264_lr mode): t
   cp runs/efdn_w16b2_x4_h264/last.weights.h5 runs/efdn_w16b2_x4_h264/best.weights.h5  # the holdout LR is not coded
   edgesr-convert quantize runs/efdn_w16b2_x4_h264 --dtype int8 --name efdn_w16b2_x4_h264_int8 --data "$DATA" \
     --eval "$VAL/Set5" --eval "$VAL/Set14" --out runs/h264_export
+}
+
+efdn_import() {  # session 8: the EFDN authors' trained x4 network (Apache-2.0, third_party/efdn), read without PyTorch
+  # and checked against their PyTorch model's output on a Set5 crop; float32 shipped (int8 loses 1.0 dB on Set5)
+  edgesr-convert import third_party/efdn/EFDN_gv.pth --out runs/efdn_ntire --reference third_party/efdn/efdn_reference.npz
+  edgesr-convert quantize runs/efdn_ntire --dtype float32 --dtype int8 --name efdn_ntire_x4 --data "$DATA" \
+    --eval "$VAL/Set5" --eval "$VAL/Set14" --out runs/efdn_ntire_export
+  cp runs/efdn_ntire_export/efdn_ntire_x4_float32.{tflite,json} edgesr/models/
+}
+
+y_students() {  # session 8: luminance (Y) EDBB students distilled from the imported EFDN (its float32 .tflite run once
+  # per training image, outputs cached) on train + T91 (split: every 25th image held out for checkpoint picking);
+  # two shapes of about the default's measured time (benchmarks/arch_time.py), trained side by side
+  bash "$0" split
+  local d=(--teacher runs/efdn_ntire_export/efdn_ntire_x4_float32.tflite --arch efdn --color y --scale 4 --patch 48
+           --per-image 32 --val-every 5000 --data runs/split/train --val runs/split/holdout --threads 1 --resume)
+  edgesr-convert distill "${d[@]}" --width 16 --blocks 4 --steps 100000 --out runs/y_w16b4_kd &
+  edgesr-convert distill "${d[@]}" --width 24 --blocks 2 --steps 60000 --out runs/y_w24b2_kd
+  wait
+  for r in w16b4 w24b2; do
+    edgesr-convert quantize "runs/y_${r}_kd" --dtype float32 --dtype int8 --data "$DATA" --eval runs/split/holdout \
+      --eval "$VAL/Set5" --eval "$VAL/Set14" --out runs/y_export
+  done
 }
 
 stages=("$@")
