@@ -288,6 +288,41 @@ def calibrate(config_path, seconds, out):
 
 
 @main.command()
+@click.option("--bitrate", type=click.FloatRange(300, 10_000_000), default=57600.0, show_default=True,
+              help="bits/s on the air (8N1: 10 bits a byte)")
+@click.option("--loss", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="share of frames (packets) lost, both ways")
+@click.option("--corrupt", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="share of bytes with one bit flipped")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seconds", type=click.FloatRange(0), default=0.0, help="stop after this long (0: at SIGTERM/Ctrl-C)")
+@friendly
+def radio(bitrate, loss, corrupt, seed, seconds):
+    """A simulated serial radio between two pseudo-terminals: rehearse a thin link on one machine
+    (edgesr serve --sink DEVICE_END ... and edgesr receive ROBOT_END in two other terminals)."""
+    from .linksim import PtyLink
+
+    link = PtyLink(bitrate=bitrate, corrupt=corrupt, loss=loss, seed=seed, keep_arrivals=False).start()
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.append(1))
+    q = f"baud={int(bitrate)}"
+    click.echo(f"device end: serial://{link.tx}?{q}")
+    click.echo(f"robot end:  serial://{link.rx}?{q}", nl=True)
+    sys.stdout.flush()
+    t0, shown = time.monotonic(), time.monotonic()
+    try:
+        while not stop and (not seconds or time.monotonic() - t0 < seconds):
+            time.sleep(0.1)
+            if time.monotonic() - shown >= 10:  # progress for a long rehearsal
+                shown = time.monotonic()
+                click.echo(json.dumps({"seconds": round(shown - t0), **link.stats}), err=True)
+    finally:
+        link.close()
+    click.echo(json.dumps({"seconds": round(time.monotonic() - t0, 1), **link.stats}))
+
+
+@main.command()
 @click.argument("url", required=False)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="TOML with a [receiver] table (url, publish, record, key_file, model, upscale, fec_wait, "

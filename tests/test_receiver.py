@@ -84,3 +84,28 @@ def test_interrupted_before_the_first_frame_says_so_and_exits_0():
         assert p.returncode == 0 and time.monotonic() - t0 < 5, stderr
         assert f"stopped by {sig.name} before the first frame" in stderr
         assert json.loads(stdout.strip().splitlines()[-1])["frames"] == 0
+
+
+def test_a_radio_rehearsal_on_one_machine(tmp_path):
+    """edgesr radio -> edgesr serve --sink DEVICE_END -> edgesr receive ROBOT_END, three real processes (the how-to
+    in docs/howto.md); SIGTERM ends each with its summary."""
+    radio = subprocess.Popen([sys.executable, "-m", "edgesr", "radio", "--bitrate", "115200", "--loss", "0.02"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    device_end = radio.stdout.readline().split()[-1]
+    robot_end = radio.stdout.readline().split()[-1]
+    assert device_end.startswith("serial:///dev/") and robot_end.startswith("serial:///dev/")
+    serve = subprocess.Popen([sys.executable, "-m", "edgesr", "serve", "--source", "synthetic", "--size", "96x64",
+                              "--fps", "4", "--sink", device_end, "--health", ""],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        rx = _receive([robot_end, "--count", "4", "--timeout", "60", "--out", str(tmp_path)])
+        stdout, stderr = rx.communicate(timeout=120)
+        assert rx.returncode == 0, stderr
+        assert json.loads(stdout.strip().splitlines()[-1])["frames"] == 4 and len(list(tmp_path.glob("*.png"))) == 4
+    finally:
+        outs = {}
+        for name, p in (("serve", serve), ("radio", radio)):
+            p.send_signal(signal.SIGTERM)
+            outs[name] = p.communicate(timeout=30)
+    assert serve.returncode == 0 and radio.returncode == 0, outs
+    assert json.loads(outs["radio"][0].strip().splitlines()[-1])["bytes_out"] > 0  # it carried the frames

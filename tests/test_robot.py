@@ -23,7 +23,7 @@ from edgesr.receiver import Receiver
 from edgesr.sources import SyntheticSource
 from edgesr.transports import open_sink
 
-from conftest import FIX, run_cli
+from conftest import FIX, ROOT, run_cli
 
 TINY = FIX / "tiny_x2_float32.tflite"
 SIZE = (96, 64)
@@ -258,3 +258,28 @@ def test_measured_link_chooses_by_measurement(tmp_path):
         db = {m: v for m, v in link["db"].items() if v is not None}
         assert db[link["mode"]] >= max(db.values()) - 1.0, link
     assert wide["db"]["h264_hr"] > thin["db"]["h264_hr"]  # more bits, better picture: the scores are measured
+
+
+def test_the_topic_check_script_sees_the_topic_without_ros():
+    """scripts/ros2_topic_check.py (docs/howto.md) as the router, edgesr receive publishing to it."""
+    import subprocess
+    import sys
+
+    from edgesr.outputs import open_output
+
+    endpoint = f"tcp/127.0.0.1:{free_port(socket.SOCK_STREAM)}"
+    check = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "ros2_topic_check.py"), "--router", endpoint,
+                              "--seconds", "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    port = free_port()
+    pipe = device(port)
+    try:
+        time.sleep(1.5)  # the router is up
+        rx = Receiver(f"udp://127.0.0.1:{port}", upscale=True, threads=1)
+        rx.attach(open_output(f"ros2:///robot/camera/image_sr?router={endpoint}"))
+        receive_for(rx, 4)
+        rx.close()
+        out, err = check.communicate(timeout=60)
+    finally:
+        pipe.stop()
+    assert check.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["messages"] >= 3
