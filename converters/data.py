@@ -41,7 +41,7 @@ def _cache_path(files, scale, patch, per_image, seed, cache_dir, lr_codec=None, 
 
 def parse_lr_codec(spec: str | None):
     """'webp:30-90' -> ('webp', 30, 90): LR patches go through that codec at a random quality in the range (the
-    robot upscales decoded, compressed LR frames; README, the link study on video). 'h264:20-34': an H.264 intra
+    robot upscales decoded, compressed LR frames; docs/link-studies.md). 'h264:20-34': an H.264 intra
     picture at a random QP (lower is better) in the range, through libx264 (PyAV, the `video` extra)."""
     if not spec:
         return None

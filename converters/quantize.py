@@ -1,6 +1,6 @@
 """Keras run -> TFLite (float32, float16, int8) with a fixed tile or dynamic shape, plus its model card.
 
-Conversion follows the measured recipe (README, Workstation): ``from_keras_model`` with DEFAULT optimizations, a
+Conversion follows the measured recipe (docs/workstation.md): ``from_keras_model`` with DEFAULT optimizations, a
 representative dataset of training crops, TFLITE_BUILTINS_INT8 and uint8 IO for int8.
 """
 from __future__ import annotations

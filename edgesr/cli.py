@@ -349,7 +349,7 @@ def radio(bitrate, loss, corrupt, seed, seconds):
 def receive(url, config_path, out, count, timeout, key_file, no_upscale, model, fec_wait, no_feedback, show,
             all_frames, publish, record):
     """Receive frames from a device (udp:// binds locally; tcp://, http:// connect; serial:// opens the port)
-    and optionally republish them to ROS 2, Foxglove and MCAP (README, Robots)."""
+    and optionally republish them to ROS 2, Foxglove and MCAP (docs/robots.md)."""
     from .config import ReceiverConfig, load_receiver, read_key
     from .errors import ConfigError
     from .imageio import write_rgb

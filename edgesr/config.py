@@ -37,11 +37,11 @@ class ModelConfig:
     scale: int = 4
     backend: str = "auto"           # auto | cpu | edgetpu
     threads: int = 0                # 0 = all cores
-    # latency-aware ladder (README "Holding the frame rate"): models best first, e.g. [..., "bicubic"]; [] = off
+    # latency-aware ladder (docs/ladder.md): models best first, e.g. [..., "bicubic"]; [] = off
     ladder: list = field(default_factory=list)
     target_fps: float = 0.0         # ladder: frame rate to hold; 0 = source.fps
     latency_table: str = ""         # ladder: `edgesr calibrate` output; "" = <config>.latency.json beside it
-    # adaptive tiles (README "Adaptive tiles"): SR only tiles whose mean |gradient| exceeds this; 0 = off
+    # adaptive tiles (docs/adaptive-tiles.md): SR only tiles whose mean |gradient| exceeds this; 0 = off
     texture_threshold: float = 0.0
     texture_tile: int = 64          # adaptive tiles: LR tile size for dynamic-shape models
 
@@ -49,7 +49,7 @@ class ModelConfig:
 @dataclass
 class SinkConfig:
     url: str = ""
-    topology: str = "auto"          # source | receiver | measured | auto (README, the link study on video)
+    topology: str = "auto"          # source | receiver | measured | auto (docs/link-studies.md)
     codec: str = "jpeg"             # tiles: jpeg | webp | png; h264: temporal coding (`video` extra)
     quality: int = 80
     tile: int = 64
@@ -87,7 +87,7 @@ class ServeConfig:
 class ReceiverConfig:
     """The robot side (`edgesr receive --config robot.toml`, table [receiver])."""
     url: str = ""
-    publish: list[str] = field(default_factory=list)   # ros2:///..., foxglove://HOST:PORT (README, Robots)
+    publish: list[str] = field(default_factory=list)   # ros2:///..., foxglove://HOST:PORT (docs/robots.md)
     record: str = ""                                    # an .mcap file
     key_file: str = ""
     model: str = ""

@@ -13,8 +13,8 @@ Scores are smoothed over measurements (the mean of the last two: an H.264 pictur
 refresh sweep). It switches only when another mode is ``hysteresis_db`` better (or the current one does not fit),
 ``video_hysteresis_db`` when the switch involves an H.264 mode (entering one costs an IDR unit; 3 dB on a link
 that loses packets, LOSSY_VIDEO_HYSTERESIS_DB).
-The link study found that the best mode depends on content, frame rate and bitrate together (README, the link
-study on video), which is why it is measured.
+The link study found that the best mode depends on content, frame rate and bitrate together
+(docs/link-studies.md: the link study on video), which is why it is measured.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Temporal coding inside edgesr's protocol: H.264 access units as protocol packets (codec "h264").
 
 On a static camera most of a frame repeats; H.264's temporal prediction spends the link on what changed, which is
-why it beat intra-only tiles by 3-6 dB at radio bitrates (README, the link study on video). Here it is a mode of
+why it beat intra-only tiles by 3-6 dB at radio bitrates (docs/link-studies.md). Here it is a mode of
 edgesr's own stream, so it gets the protocol's CRC/HMAC, limits, FEC and the robot-side upscaling.
 
 Device (``H264Stream``): libx264 through PyAV (the ``video`` extra), no B-frames and no lookahead (one frame in, one

@@ -1,6 +1,6 @@
 """Layers shared by every architecture: the pixel-shuffle tail and its Edge TPU-safe twin.
 
-Measured on x86 with XNNPACK (int8, 320x240 -> x4, see the README): an explicit output clip (MINIMUM + RELU)
+Measured on x86 with XNNPACK (int8, 320x240 -> x4, see docs/speed.md): an explicit output clip (MINIMUM + RELU)
 split the delegate partition and doubled latency, and a 48-channel anchor concat+add cost ~8 ms. So the tail
 has no clip (uint8 output quantization saturates to 0..255 for free) and the anchor is 3 input channels
 concatenated into the tail conv, whose weights start as the nearest-neighbour upsampler.
