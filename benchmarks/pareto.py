@@ -38,7 +38,7 @@ def main() -> None:
     paths = [p for p in shipped_models() if load_card(p).scale == 4 and load_card(p).tile is None]
     for d in a.extra:
         paths += sorted(p for p in Path(d).rglob("*_int8.tflite") if load_card(p) and load_card(p).scale == 4)
-    ups = {p.stem: Engine(p, threads=a.threads) for p in paths}
+    ups = {p.stem: Engine(p, threads=a.threads, dtype="as-is") for p in paths}
     ups["bicubic"] = Bicubic(4)
     frame = sample_frame((320, 240))
     best = {k: float("inf") for k in ups}

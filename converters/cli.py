@@ -144,7 +144,7 @@ def quantize_cmd(run, out, dtypes, tile, edgetpu, batch, data, eval_dirs, name):
     import_tf(interpreter.VERBOSE)
 
     tile_hw = _tile(tile)
-    float_ref = {}
+    float_ref, made = {}, {}
     for dtype in dtypes:
         path = export(run, out, dtype, tile_hw, list(data), edgetpu=edgetpu,
                       name=f"{name}_{dtype}" if name and len(dtypes) > 1 else name, batch=batch)
@@ -160,7 +160,13 @@ def quantize_cmd(run, out, dtypes, tile, edgetpu, batch, data, eval_dirs, name):
                 loss_key = "int8_loss_db" if dtype == "int8" else "loss_db"
                 card.metrics[key][loss_key] = round(float_ref[key] - r["psnr_y"], 4)
         card.save(path.with_suffix(".json"))
+        made[dtype] = path
         click.echo(json.dumps({"model": str(path), "dtype": dtype, "metrics": card.metrics}))
+    if "int8" in made and "float32" in made and not edgetpu:  # exact twins: same weights (edgesr.twins)
+        for a, b in (("int8", "float32"), ("float32", "int8")):
+            card = load_card(made[a])
+            card.twin = made[b].name
+            card.save(made[a].with_suffix(".json"))
 
 
 @main.command("import")

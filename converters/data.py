@@ -95,7 +95,7 @@ def make_patches(folders, scale: int, patch: int = 32, per_image: int = 16, seed
     if teacher:
         from edgesr.engine import Engine
 
-        eng = Engine(teacher, scale=scale)
+        eng = Engine(teacher, scale=scale, dtype="as-is")
         if codec:
             raise DataError("--lr-codec and a .tflite teacher together are not supported")
     small = []

@@ -33,7 +33,7 @@ def evaluate_model(model, data, scale: int | None = None, backend: str = "cpu", 
 
     from edgesr.imageio import write_rgb
 
-    eng = Engine(model, backend=backend, scale=scale)
+    eng = Engine(model, backend=backend, scale=scale, dtype="as-is")  # the file given, not its faster twin
     s = eng.scale
     if scale is not None and scale != s:
         raise ModelError(f"model is x{s}, but --scale {scale} was given")

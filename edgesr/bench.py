@@ -29,13 +29,14 @@ def cpu_name() -> str:
 
 
 def run_bench(model, backend: str, threads, size: tuple[int, int], seconds: float,
-              texture_threshold: float = 0.0, scale: int | None = None) -> dict:
+              texture_threshold: float = 0.0, scale: int | None = None, dtype: str = "auto") -> dict:
     import cv2
 
     from .engine import Engine
     from .imageio import sample_frame
 
-    eng = Engine(model, backend=backend, threads=threads, scale=scale, texture_threshold=texture_threshold)
+    eng = Engine(model, backend=backend, threads=threads, scale=scale, texture_threshold=texture_threshold,
+                 dtype=dtype, size=size)
     frame = sample_frame(size)
     s = eng.scale
     out = np.empty((size[1] * s, size[0] * s, 3), np.uint8)

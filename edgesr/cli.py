@@ -41,6 +41,12 @@ def friendly(fn=None, *, also: tuple = ()):
     return wrapper
 
 
+def dtype_option(fn):
+    return click.option("--dtype", type=click.Choice(["auto", "int8", "float32"]), default="auto", show_default=True,
+                        help="auto: the faster of the model and its exact twin on this CPU (measured once, "
+                             "cached; `edgesr calibrate --twins` measures again)")(fn)
+
+
 def size_wxh(value) -> tuple[int, int]:
     """click type for sizes: always WIDTHxHEIGHT (e.g. 320x240), everywhere on both command lines."""
     if isinstance(value, tuple):
@@ -155,14 +161,16 @@ def info(model, as_json):
 @texture_option(0.0)
 @click.option("--max-output-mp", type=click.FloatRange(0.01), default=256.0, show_default=True,
               help="refuse inputs whose upscaled size exceeds this many megapixels (3 bytes each in memory)")
+@dtype_option
 @friendly
-def upscale(input, output, model, backend, threads, scale, texture_threshold, max_output_mp):
+def upscale(input, output, model, backend, threads, scale, texture_threshold, max_output_mp, dtype):
     """Upscale an image, a folder of images (OUTPUT folder gets <stem>.png) or a video (same fps)."""
     from .engine import Engine
     from .media import kind_of, upscale_folder, upscale_image, upscale_video
 
     kind = kind_of(input)
-    eng = Engine(model, backend=backend, threads=threads, scale=scale, texture_threshold=texture_threshold)
+    eng = Engine(model, backend=backend, threads=threads, scale=scale, texture_threshold=texture_threshold,
+                 dtype=dtype)
     failed = []
     if kind == "image":
         upscale_image(eng, input, output, max_output_mp)
@@ -188,17 +196,23 @@ def upscale(input, output, model, backend, threads, scale, texture_threshold, ma
 @click.option("--scale", type=SCALE, default=None, help="for models without a card")
 @click.option("--json", "as_json", is_flag=True)
 @texture_option(0.0)
+@dtype_option
 @friendly
-def bench(model, backend, threads, input_size, seconds, scale, as_json, texture_threshold):
+def bench(model, backend, threads, input_size, seconds, scale, as_json, texture_threshold, dtype):
     """Latency/fps of a model on a real image vs OpenCV bicubic to the same size, in one run."""
     from .bench import run_bench
 
-    r = run_bench(model, backend, threads, input_size, seconds, texture_threshold, scale=scale)
+    r = run_bench(model, backend, threads, input_size, seconds, texture_threshold, scale=scale, dtype=dtype)
     if as_json:
         click.echo(json.dumps(r))
         return
     click.echo(f"{r['model']} on {r['backend']} ({r['threads']} threads, {r['interpreter']}): "
                f"{r['input_size']} -> {r['output_size']}")
+    t = r.get("twin_choice")
+    if t and t.get("ms"):
+        ms = ", ".join(f"{k} {v} ms" for k, v in t["ms"].items())
+        click.echo(f"  twins   ran {t['dtype']} ({r['model']}): {t['ratio']:.2f}x the other twin's time, "
+                   f"{'cached' if t['cached'] else 'measured now'} ({ms})")
     click.echo(f"  model   median {r['ms_median']:.2f} ms  p90 {r['ms_p90']:.2f} ms  {r['fps_median']:.1f} fps "
                f"({r['frames']} frames; interpreter {r['invoke_share']:.0%} of frame time)")
     if texture_threshold:
@@ -256,9 +270,11 @@ def serve(config_path, source, size, fps, sinks, topology, bitrate, model, backe
 @click.option("--seconds", type=click.FloatRange(0.2, 600), default=3.0, show_default=True, help="per rung")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="table path (default: the config's latency_table, <config>.latency.json)")
+@click.option("--twins", is_flag=True, help="instead: measure again which exact twin of the model is faster here")
 @friendly
-def calibrate(config_path, seconds, out):
-    """Measure each model of the config's [model] ladder on this board; write the latency table it uses."""
+def calibrate(config_path, seconds, out, twins):
+    """Measure each model of the config's [model] ladder on this board; write the latency table it uses.
+    With --twins: measure which exact twin (int8 or float32) of the config's model is faster here, again."""
     from . import config as C
     from .imageio import write_text_atomic
     from .ladder import calibrate as measure_ladder
@@ -266,6 +282,18 @@ def calibrate(config_path, seconds, out):
 
     cfg = C.load(config_path)
     m = cfg.model
+    if twins:
+        from .modelcard import resolve_model
+        from .twins import choose
+
+        size = (cfg.source.width, cfg.source.height) if cfg.source.width else (320, 240)
+        for name in m.ladder or [m.name or None]:
+            if name == "bicubic":
+                continue
+            path, t = choose(resolve_model(name, m.scale), "auto", m.threads or os.cpu_count() or 1, size,
+                             refresh=True)
+            click.echo(json.dumps({"model": name or path.name, "runs": path.name, **(t or {"twin": None})}))
+        return
     if not m.ladder:
         raise C.ConfigError(f"{config_path}: model.ladder is empty; nothing to calibrate")
     size = (cfg.source.width, cfg.source.height)
@@ -345,9 +373,10 @@ def radio(bitrate, loss, corrupt, seed, seconds):
                    "(repeatable)")
 @click.option("--record", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="record the frames as ROS 2 sensor_msgs/CompressedImage into this .mcap file")
+@dtype_option
 @friendly
 def receive(url, config_path, out, count, timeout, key_file, no_upscale, model, fec_wait, no_feedback, show,
-            all_frames, publish, record):
+            all_frames, publish, record, dtype):
     """Receive frames from a device (udp:// binds locally; tcp://, http:// connect; serial:// opens the port)
     and optionally republish them to ROS 2, Foxglove and MCAP (docs/robots.md)."""
     from .config import ReceiverConfig, load_receiver, read_key
@@ -367,7 +396,8 @@ def receive(url, config_path, out, count, timeout, key_file, no_upscale, model, 
         outputs.append(open_output(f"mcap://{Path(record).resolve()}"))
     rx = Receiver(url, key=read_key(key_file or rc.key_file), upscale=not no_upscale and rc.upscale,
                   model=model or rc.model or None, latest_only=not all_frames,
-                  fec_wait=rc.fec_wait if fec_wait is None else fec_wait, feedback=rc.feedback and not no_feedback)
+                  fec_wait=rc.fec_wait if fec_wait is None else fec_wait, feedback=rc.feedback and not no_feedback,
+                  dtype=dtype)
     try:
         for o in outputs:
             rx.attach(o)

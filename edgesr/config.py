@@ -44,6 +44,7 @@ class ModelConfig:
     # adaptive tiles (docs/adaptive-tiles.md): SR only tiles whose mean |gradient| exceeds this; 0 = off
     texture_threshold: float = 0.0
     texture_tile: int = 64          # adaptive tiles: LR tile size for dynamic-shape models
+    dtype: str = "auto"             # auto: the faster exact twin on this CPU (edgesr.twins) | int8 | float32
 
 
 @dataclass
@@ -165,6 +166,8 @@ def _check_model(m: ModelConfig, where: str) -> None:
         raise ConfigError(f"{where}: model.texture_threshold must be 0..255 (mean |gradient| in levels)")
     if not 8 <= m.texture_tile <= 1024:
         raise ConfigError(f"{where}: model.texture_tile must be 8..1024, got {m.texture_tile}")
+    if m.dtype not in ("auto", "int8", "float32"):
+        raise ConfigError(f"{where}: model.dtype must be auto, int8 or float32, got {m.dtype!r}")
 
 
 def _derive_model_scale(m: ModelConfig, where: str, explicit_scale: bool) -> None:

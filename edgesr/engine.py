@@ -31,16 +31,22 @@ class Engine:
 
     def __init__(self, model: str | os.PathLike | None = None, backend: str = "auto", threads: int | None = None,
                  scale: int | None = None, texture_threshold: float = 0.0, texture_tile: int = 64,
-                 whole_frame_max: int = WHOLE_FRAME_MAX):
+                 whole_frame_max: int = WHOLE_FRAME_MAX, dtype: str = "auto", size: tuple[int, int] = (320, 240)):
+        """``dtype``: 'auto' runs the faster of the model and its exact twin on this CPU (edgesr.twins: measured
+        once at ``size`` (w, h), cached), 'int8' / 'float32' that twin, 'as-is' the file given."""
         if backend not in BACKENDS:
             raise BackendError(f"backend must be {', '.join(BACKENDS)}, not {backend!r}")
         path = resolve_model(None if model is None else str(model), scale or 4)
+        self.threads = threads or os.cpu_count() or 1
+        self.twin_choice = None  # what edgesr.twins decided (dtype, measured ms, ratio), when the model has a twin
+        if backend != "edgetpu" and not is_edgetpu_model(path):
+            from .twins import choose
+            path, self.twin_choice = choose(path, dtype, self.threads, size)
         self.card = load_card(path)
         if self.card is None:
             if scale is None:
                 raise ModelError(f"{path}: no model card ({path.with_suffix('.json').name}); pass --scale")
             self.card = ModelCard(name=path.stem, scale=scale)
-        self.threads = threads or os.cpu_count() or 1
         self.interpreter_name = interpreter_api()[0]
         self.warning = None
         compiled = is_edgetpu_model(path)
@@ -264,7 +270,8 @@ class Engine:
         return {"model": self.card.name, "sr_fraction": round(self.last_sr_fraction, 3)}
 
     def describe(self) -> dict:
-        return {"model": self.path.name, "backend": self.backend, "interpreter": self.interpreter_name,
+        return {"model": self.path.name, "backend": self.backend, "twin_choice": self.twin_choice,
+                "interpreter": self.interpreter_name,
                 "threads": self.threads, "scale": self.scale, "tile": list(self.tile) if self.tile else None,
                 "batch": self.batch, "color": "y" if self.channels == 1 else "rgb",
                 "texture_threshold": self.texture_threshold, "input_dtype": str(self.in_dtype),

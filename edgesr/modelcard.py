@@ -27,6 +27,7 @@ class ModelCard:
     macs_per_output_pixel: float = 0.0
     edgetpu_compiled: bool = False
     cpu_twin: str | None = None          # file name of a CPU model to fall back to
+    twin: str | None = None              # file name of the exact twin (int8 <-> float32, same weights): edgesr.twins
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     version: int = CARD_VERSION

@@ -29,9 +29,9 @@ class Receiver:
 
     def __init__(self, url: str, key: bytes | None = None, upscale: bool = True, model: str | None = None,
                  backend: str = "auto", threads: int | None = None, max_age: float = 0.5, latest_only: bool = True,
-                 limits: Limits | None = None, fec_wait: float = 5.0, feedback: bool = True):
+                 limits: Limits | None = None, fec_wait: float = 5.0, feedback: bool = True, dtype: str = "auto"):
         self.url, self.key, self.upscale, self.model = url, key, upscale, model
-        self.backend, self.threads, self.max_age = backend, threads, max_age
+        self.backend, self.threads, self.max_age, self.dtype = backend, threads, max_age, dtype
         # feedback: where the link carries bytes back (udp, serial), ask the device for an IDR when an H.264 unit is
         # lost for good (the picture would show the error until the refresh sweep heals it)
         self.feedback = feedback
@@ -72,7 +72,7 @@ class Receiver:
             path = resolve_model(self.model, scale, codec)
             same = next((e for e in self.engines.values() if e.path == path), None)  # one engine per model file
             self.engines[(scale, codec)] = same or Engine(str(path), backend=self.backend, threads=self.threads,
-                                                         scale=scale)
+                                                         scale=scale, dtype=self.dtype)
         eng = self.engines[(scale, codec)]
         if eng.scale != scale:
             raise EdgeSRError(f"the model is x{eng.scale}, the frame asks for x{scale}")

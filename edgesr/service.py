@@ -76,7 +76,8 @@ def build(cfg: ServeConfig):
         else:
             from .engine import Engine
             engine = Engine(m.name or None, backend=m.backend, threads=m.threads or None, scale=m.scale,
-                            texture_threshold=m.texture_threshold, texture_tile=m.texture_tile)
+                            texture_threshold=m.texture_threshold, texture_tile=m.texture_tile, dtype=m.dtype,
+                            size=(cfg.source.width, cfg.source.height) if cfg.source.width else (320, 240))
         if engine.warning:
             log.warning(engine.warning)
     sinks = [open_sink(k.endpoint, topology=k.resolved_topology, codec=k.codec, quality=k.quality, tile=k.tile,

@@ -411,7 +411,7 @@ def test_the_robot_upscales_h264_lr_with_the_model_trained_for_it(clip):
     robot names a model)."""
     from edgesr.linksim import free_port
     from edgesr.modechoice import downscale
-    from edgesr.modelcard import CODEC_DEFAULTS, DEFAULTS
+    from edgesr.modelcard import CODEC_DEFAULTS, DEFAULTS, MODELS_DIR, load_card
     from edgesr.receiver import Receiver
 
     sink = StreamEncoder(topology="receiver", codec="h264", fps=2.0, mtu=1200, bitrate=19200)
@@ -423,7 +423,9 @@ def test_the_robot_upscales_h264_lr_with_the_model_trained_for_it(clip):
             got = [rx.finish(f) for raw in packets for f in rx.depacketizer.feed(raw, 0.0)]
         finally:
             rx.close()
-        assert [e.path.stem for e in rx.engines.values()] == [want] and len(got) == 3
+        stems = [e.path.stem for e in rx.engines.values()]
+        twin = (load_card(MODELS_DIR / f"{want}.tflite").twin or "").removesuffix(".tflite")
+        assert len(stems) == 1 and stems[0] in (want, twin) and len(got) == 3  # or its faster exact twin
         assert got[-1].image.shape == clip[0].shape and got[-1].codec == "h264" and got[-1].scale == 4
 
 
