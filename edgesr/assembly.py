@@ -334,9 +334,11 @@ class FrameAssembler:
         st = self.streams.setdefault(stream, _Stream())
         prev = st.canvas
         shape = (first.frame_h, first.frame_w, 3)
-        canvas = prev.copy() if self.fill_missing and prev is not None and prev.shape == shape \
-            else np.zeros(shape, np.uint8)
+        filled = self.fill_missing and prev is not None and prev.shape == shape
+        canvas = prev.copy() if filled else np.zeros(shape, np.uint8)
         missing = self._video(u, canvas) if first.codec == H264 else self._tiles(u, canvas)
+        if missing is not None and len(missing) == first.tile_count and not filled:
+            missing = None  # nothing decoded and no last picture of this size: show nothing, never a black frame
         if first.codec == H264:
             if missing is None or missing:  # concealed, or no picture yet
                 self._broke(stream, first.seq, now)

@@ -12,7 +12,7 @@ from edgesr.assembly import FrameAssembler
 from edgesr.errors import ProtocolError
 from edgesr.framing import StreamDeframer, frame_bytes
 from edgesr.metrics import psnr_y
-from edgesr.protocol import HEADER, AuthError, decode_packet, encode_frame
+from edgesr.protocol import HEADER, AuthError, decode_packet, encode_frame, encode_packet
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +165,22 @@ def test_an_incomplete_frame_is_emitted_partial_before_the_newer_complete_one(fr
     assert [(f.seq, f.missing_tiles) for f in got] == [(1, [0]), (2, [])]
     assert asm.stats["late"] == 0 and asm.stats["partial"] == 1
 
+
+
+def test_a_frame_with_nothing_decodable_and_no_last_picture_is_not_shown_black(frames):
+    """Every tile undecodable (valid CRC, garbage image) with no previous picture of that size: nothing is shown
+    (no_picture), not a black frame (a quarter of one live run's frames were black before); once a picture exists,
+    a frame whose tiles all fail keeps showing it."""
+    from dataclasses import replace
+
+    def garbled(seq):
+        return [encode_packet(replace(decode_packet(r), payload=b"\xff\xd8 junk"))
+                for r in encode_frame(frames[0], seq, 0, tile=64)]
+
+    asm = FrameAssembler()
+    assert [f for r in garbled(9) for f in asm.add(decode_packet(r))] + asm.expire(50.0, 0.1) == []
+    assert asm.stats["no_picture"] == 1 and asm.stats["bad_tiles"] > 1 and asm.stats["frames"] == 0
+    shown = [f for r in encode_frame(frames[0], 10, 0, tile=64) for f in asm.add(decode_packet(r))]
+    assert len(shown) == 1 and shown[0].image.mean() > 10
+    kept = [f for r in garbled(11) for f in asm.add(decode_packet(r))] + asm.expire(200.0, 0.1)
+    assert len(kept) == 1 and np.array_equal(kept[0].image, shown[0].image)  # the last picture stays
