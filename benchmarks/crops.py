@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=120)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    engines = [Engine(m) for m in a.models]
+    engines = [Engine(m, dtype="as-is") for m in a.models]  # the files named, not their faster twins
     s = engines[0].scale
     rows = []
     for name, lr, hr in load_pairs(a.data, s):
