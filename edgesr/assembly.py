@@ -93,13 +93,19 @@ class _Unit:
     idr: bool = False     # decoded whole and self-contained (set by _video)
 
     @property
+    def head(self) -> Packet:
+        """The unit's first packet; only a unit lost whole (waiting for FEC) has none, and it is never decoded."""
+        assert self.first is not None, "a placeholder unit has no packets"
+        return self.first
+
+    @property
     def complete(self) -> bool:
         return self.first is not None and len(self.tiles) == self.first.sent and \
             all(t.whole for t in self.tiles.values())
 
     def missing(self) -> list[int]:
         """Indexes of the tiles (H.264: chunks) that are not whole."""
-        return [i for i in range(self.first.tile_count) if (t := self.tiles.get(i)) is None or not t.whole]
+        return [i for i in range(self.head.tile_count) if (t := self.tiles.get(i)) is None or not t.whole]
 
 
 @dataclass
@@ -233,7 +239,7 @@ class FrameAssembler:
 
     def _emit(self, key, now: float) -> list[Frame]:
         u = self.pending.pop(key)
-        first = u.first
+        first = u.head
         stream = first.stream
         last = self._last(stream)
         if last is not None and not seq_newer(first.seq, last):
@@ -279,7 +285,7 @@ class FrameAssembler:
         """The concealing twin's picture of unit ``u`` (None: it has none yet). The twin runs only for streams that
         send parity (a clean stream is not decoded twice); it starts with the last units that came before the
         first parity (kept: at most MAX_SPAN + 1), so it usually starts at the stream's IDR."""
-        stream = u.first.stream
+        stream = u.head.stream
         hold = self.held.get(stream)
         if hold is None or hold.recent is not None:
             s = self.streams.get(stream)
@@ -287,6 +293,7 @@ class FrameAssembler:
                 return None  # no decoder for this stream either
             hold = self.held.setdefault(stream, _Held())
             recent = hold.recent
+            assert recent is not None  # the twin has not started
             recent.append(u)
             del recent[:-(MAX_SPAN + 1)]
             while sum(r.nbytes for r in recent) > self.limits.max_frame_bytes:
@@ -300,7 +307,7 @@ class FrameAssembler:
 
     def _twin_decode(self, u: _Unit, hold: _Held) -> np.ndarray | None:
         pic = hold.twin_pic
-        shape = (u.first.frame_h, u.first.frame_w, 3)
+        shape = (u.head.frame_h, u.head.frame_w, 3)
         pic = pic if pic is not None and pic.shape == shape else np.zeros(shape, np.uint8)
         if self._video(u, pic, twin=True) is None or hold.twin is None:  # no picture, or no decoder slot
             return None
@@ -326,7 +333,7 @@ class FrameAssembler:
 
     def _show(self, u: _Unit, now: float, count: bool = True) -> list[Frame]:
         """Decode unit ``u`` onto the stream's canvas; ``count``: it is a frame the robot gets (stats)."""
-        first = u.first
+        first = u.head
         stream = first.stream
         known = [t.p.nfrag for t in u.tiles.values()]  # packets of a tile that never arrived: the mean
         self.stats["packets_expected"] += sum(known) + round((first.sent - len(known)) * sum(known) / len(known))
@@ -335,7 +342,7 @@ class FrameAssembler:
         prev = st.canvas
         shape = (first.frame_h, first.frame_w, 3)
         filled = self.fill_missing and prev is not None and prev.shape == shape
-        canvas = prev.copy() if filled else np.zeros(shape, np.uint8)
+        canvas = prev.copy() if filled and prev is not None else np.zeros(shape, np.uint8)
         missing = self._video(u, canvas) if first.codec == H264 else self._tiles(u, canvas)
         if missing is not None and len(missing) == first.tile_count and not filled:
             missing = None  # nothing decoded and no last picture of this size: show nothing, never a black frame
@@ -366,7 +373,7 @@ class FrameAssembler:
     def _tiles(self, u: _Unit, canvas: np.ndarray) -> list[int]:
         """Decode a frame's tiles into ``canvas``; the indexes of those that did not arrive or decode."""
         missing = []
-        for i in range(u.first.tile_count):
+        for i in range(u.head.tile_count):
             t = u.tiles.get(i)
             if t is None or not t.whole:
                 missing.append(i)
@@ -385,12 +392,12 @@ class FrameAssembler:
         the decoder has no picture yet. With later chunks missing the decoder gets the others and conceals the lost
         slices from its references; without the first chunk, or if nothing decodes, the canvas keeps the last
         picture."""
-        first = u.first
+        first = u.head
         missing = u.missing()
         if 0 in missing:  # without its first slice FFmpeg makes a picture that stays broken until the refresh
             return missing  # heals it (measured: 8 loss draws, 57.6 kbit/s): hold the last picture instead
-        owner = self.held[first.stream] if twin else self.streams.setdefault(first.stream, _Stream())
-        dec = owner.twin if twin else owner.decoder
+        hold, st = (self.held[first.stream], None) if twin else (None, self.streams.setdefault(first.stream, _Stream()))
+        dec = hold.twin if hold is not None else st.decoder if st is not None else None
         try:
             from .video import H264Decoder, has_idr
 
@@ -400,10 +407,10 @@ class FrameAssembler:
                         self._over(f"stream {first.stream}: more than {self.limits.max_video_streams} H.264 streams")
                     return list(range(first.tile_count))
                 dec = H264Decoder(self.limits.max_video_pixels)
-                if twin:
-                    owner.twin = dec
-                else:
-                    owner.decoder = dec
+                if hold is not None:
+                    hold.twin = dec
+                elif st is not None:
+                    st.decoder = dec
             gone = set(missing)
             unit = b"".join(t.frags[j] for i, t in sorted(u.tiles.items()) if i not in gone
                             for j in range(t.p.nfrag))

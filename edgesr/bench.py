@@ -43,7 +43,8 @@ def run_bench(model, backend: str, threads, size: tuple[int, int], seconds: floa
     for _ in range(3):
         eng.upscale(frame, out=out)
     rss_start = rss_mb()
-    lat, inv = [], []
+    lat: list[float] = []
+    inv: list[float] = []
     t_end = time.perf_counter() + seconds
     while time.perf_counter() < t_end or len(lat) < 5:
         t0 = time.perf_counter()
@@ -53,7 +54,7 @@ def run_bench(model, backend: str, threads, size: tuple[int, int], seconds: floa
     rss_end = rss_mb()
     bgr = frame[:, :, ::-1].copy()
     dst = np.empty_like(out)
-    bic = []
+    bic: list[float] = []
     t_end = time.perf_counter() + max(1.0, seconds / 5)
     while time.perf_counter() < t_end or len(bic) < 5:
         t0 = time.perf_counter()

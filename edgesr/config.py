@@ -9,6 +9,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError, EdgeSRError
 from .interpreter import BACKENDS
@@ -64,7 +65,7 @@ class SinkConfig:
     fec: float = 0.0                # parity packets per frame as a share of its data packets (0 = off; `fec` extra)
     feedback: bool = True           # obey robots' refresh requests (an IDR after a loss; udp, serial)
     # resolved at load, not settable
-    endpoint: object = field(default=None, repr=False, metadata={"resolved": True})
+    endpoint: Any = field(default=None, repr=False, metadata={"resolved": True})  # transports.Endpoint
     key: bytes | None = field(default=None, repr=False, metadata={"resolved": True})
     resolved_topology: str = field(default="", metadata={"resolved": True})
 
@@ -251,7 +252,7 @@ def _check_sink(k: SinkConfig, w: str) -> None:
 
 def _check_ports(cfg: ServeConfig, where: str) -> None:
     """Two listeners on one TCP port (health and an http/tcp sink) cannot both bind."""
-    seen = {}
+    seen: dict[str, str] = {}
     listeners = [("health.listen", cfg.health.listen)] if cfg.health.listen else []
     listeners += [(f"sink[{i}].url", f"{k.endpoint.host}:{k.endpoint.port}") for i, k in enumerate(cfg.sinks)
                   if k.endpoint.scheme in ("tcp", "http")]

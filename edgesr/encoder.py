@@ -10,6 +10,7 @@ quality to the link budget, FEC (``edgesr.fec``) adds parity, and robots' refres
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -39,8 +40,9 @@ class StreamEncoder:
         # H.264 (codec h264, or among the measured modes) keeps its own VBV under the budget: pace at 97 %
         margin = 0.97 if codec == "h264" or topology == "measured" else 0.9
         self.rate = RateController(bitrate, fps, quality, max_packet=mtu, margin=margin) if bitrate else None
-        self.video = None  # codec "h264": the H.264 stream (edgesr.video), made on the first frame
-        self.protector, self.last_unit = None, None  # parity (edgesr.fec.Protector); the last H.264 unit's seq
+        self.video: Any = None  # codec "h264": the H.264 stream (edgesr.video), made on the first frame
+        self.protector: Any = None  # parity (edgesr.fec.Protector), made on the first frame
+        self.last_unit: int | None = None  # the last H.264 unit's seq
         self.refresh = RefreshPolicy(stream, key, obey=feedback)
         self.replenisher = None
         if replenish > 0:  # conditional replenishment (edgesr.replenish): changed tiles + `refresh` stale ones
@@ -80,7 +82,7 @@ class StreamEncoder:
         if self.chooser is not None:
             n = self.chooser.stats["measurements"]
             mode = self.chooser.choose(f.lr, now=f.timestamp_us / 1e6)
-            if self.chooser.stats["measurements"] != n and mode in self.chooser.quality:
+            if self.chooser.stats["measurements"] != n and mode in self.chooser.quality and self.rate is not None:
                 self.rate.quality = q = self.chooser.quality[mode]  # what fitted the budget just now
             lr, img = mode.endswith("lr"), self.chooser.image(f.lr, mode)
             unit = self.chooser.units.get(mode)  # H.264 modes: the chooser encodes every frame (shadow streams)

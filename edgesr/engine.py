@@ -38,17 +38,18 @@ class Engine:
             raise BackendError(f"backend must be {', '.join(BACKENDS)}, not {backend!r}")
         path = resolve_model(None if model is None else str(model), scale or 4)
         self.threads = threads or os.cpu_count() or 1
-        self.twin_choice = None  # what edgesr.twins decided (dtype, measured ms, ratio), when the model has a twin
+        self.twin_choice: dict | None = None  # what edgesr.twins decided (dtype, measured ms, ratio), if a twin
         if backend != "edgetpu" and not is_edgetpu_model(path):
             from .twins import choose
             path, self.twin_choice = choose(path, dtype, self.threads, size)
-        self.card = load_card(path)
-        if self.card is None:
+        card = load_card(path)
+        if card is None:
             if scale is None:
                 raise ModelError(f"{path}: no model card ({path.with_suffix('.json').name}); pass --scale")
-            self.card = ModelCard(name=path.stem, scale=scale)
+            card = ModelCard(name=path.stem, scale=scale)
+        self.card: ModelCard = card
         self.interpreter_name = interpreter_api()[0]
-        self.warning = None
+        self.warning: str | None = None
         compiled = is_edgetpu_model(path)
         if backend == "edgetpu" and not compiled:
             raise BackendError(f"{path.name} is not compiled for the Edge TPU; run edgesr-convert compile, "
@@ -115,7 +116,9 @@ class Engine:
         self._in_scale = np.float32(1.0 / 255.0)
         self._tilers: dict = {}
         self._tile_buf: np.ndarray | None = None
-        self._shape = None
+        self._y_buf: np.ndarray | None = None  # Y models: the HR luminance buffer (_y_out)
+        self._tiles_it: tuple | None = None
+        self._shape: tuple[int, int] | None = None
         self.last_invoke_s = 0.0  # interpreter time of the last upscale() (bench splits Python vs model time)
 
     def _check_card(self, it, i, o) -> None:
@@ -123,7 +126,7 @@ class Engine:
         name, c = self.path.name, self.card
         if c.tile is not None and tuple(c.tile) != self.tile:
             raise ModelError(f"{name}: card says tile {c.tile}, the model's input is "
-                             f"{'dynamic' if self.dynamic else list(self.tile)}; fix the card's \"tile\"")
+                             f"{'dynamic' if self.dynamic else list(self.tile or ())}; fix the card's \"tile\"")
         if c.color != ("y" if self.channels == 1 else "rgb"):
             raise ModelError(f"{name}: card says color {c.color!r}, the model takes {self.channels} channel(s); "
                              "fix the card's \"color\"")
@@ -185,7 +188,7 @@ class Engine:
         [ADAPTIVE_BATCH, *tile] for adaptive tiles, so whole-frame runs keep theirs (no re-planning per frame)."""
         if not self.dynamic:
             return self.interpreter, self.batch
-        if getattr(self, "_tiles_it", None) is None or self._tiles_it[1] != tile_hw:
+        if self._tiles_it is None or self._tiles_it[1] != tile_hw:
             it = open_interpreter(self.path, self.threads, allocate=False)
             it.resize_tensor_input(self._in_index, [ADAPTIVE_BATCH, *tile_hw, self.channels], strict=False)
             allocate_quietly(it, self.path)  # allocated once, at the tile shape
@@ -237,7 +240,7 @@ class Engine:
     def _y_out(self, out: np.ndarray) -> np.ndarray:
         """The HR luminance buffer of a Y model (one per output size)."""
         shape = (*out.shape[:2], 1)
-        if getattr(self, "_y_buf", None) is None or self._y_buf.shape != shape:
+        if self._y_buf is None or self._y_buf.shape != shape:
             self._y_buf = np.empty(shape, np.uint8)
         return self._y_buf
 
@@ -259,7 +262,7 @@ class Engine:
             else:  # fixed-shape model, or a frame too big to run whole: tiles into the preallocated output
                 tiler = self._tiler(h, w, max(8, min(BIG_TILE, min(h, w) - 2 * self.card.margin)))
                 self._run_tiles(tiler.pad(src), tiler, range(len(tiler)), lambda t, i: tiler.place(dst, t, i))
-        if self.channels == 1:
+        if self._y_buf is not None and self.channels == 1:
             with_chroma(self._y_buf, frame, out)
         if self.card.color_order == "BGR":
             out[...] = out[:, :, ::-1]

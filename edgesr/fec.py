@@ -139,7 +139,8 @@ class Protector:
     (per-frame parity cost 2.9 dB at 19.2 kbit/s, 5 fps, 5 % loss)."""
 
     def __init__(self, share: float, max_frames: int = MAX_SPAN):
-        self.share, self.max_frames, self.block, self.key = share, min(max_frames, MAX_SPAN), [], False
+        self.share, self.max_frames, self.key = share, min(max_frames, MAX_SPAN), False
+        self.block: list = []
 
     def add(self, packets: list[bytes], key: bool = False, alone: bool = False) -> list[bytes]:
         """One frame's data packets -> the parity packets to send after them (often none yet). ``alone``: a frame
@@ -228,13 +229,14 @@ class Recovery:
         """Whether frame ``seq`` can no longer be rebuilt: its block's parity came, did not suffice, and frame
         ``newest`` (after the block) has arrived, so nothing more of the block will."""
         key = self.covers.get((stream, seq))
-        g = self.groups.get(key)
-        return g is not None and not g.done and seq_newer(newest, key[1])
+        g = self.groups.get(key) if key is not None else None
+        return g is not None and key is not None and not g.done and seq_newer(newest, key[1])
 
     def data(self, raw: bytes) -> None:
         """Note a data packet that passed decode_packet (it may complete a group later)."""
         key = _ident(raw)
-        g = self.groups.get(self.covers.get(key))
+        cover = self.covers.get(key)
+        g = self.groups.get(cover) if cover is not None else None
         if g is None:
             kept = self.unplaced.setdefault(key, [])
             if len(kept) < MAX_BLOCKS:
@@ -290,7 +292,8 @@ class Recovery:
     def _known(g: _Group) -> dict[int, bytes]:
         """Data symbols that runs of consecutive packets that arrived cover whole (the padding past the block's end
         is zeros); memory in proportion to what arrived."""
-        at, s, out, i = g.at, g.size, {}, 0
+        at, s, i = g.at, g.size, 0
+        out: dict[int, bytes] = {}
         while i < g.k:
             j = i
             while j < g.k and j in g.data:

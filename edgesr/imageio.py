@@ -65,7 +65,8 @@ def read_rgb(path, error=InputError, max_pixels: int = MAX_IMAGE_PIXELS) -> np.n
     if img is None:
         raise error(f"{p}: not a readable image")
     if img.dtype != np.uint8:
-        img = (img / (np.iinfo(img.dtype).max / 255.0)).round().astype(np.uint8) if img.dtype.kind == "u" \
+        top = 2 ** (8 * img.dtype.itemsize) - 1  # e.g. 65535 for 16-bit PNGs
+        img = (img / (top / 255.0)).round().astype(np.uint8) if img.dtype.kind == "u" \
             else np.clip(img * 255.0, 0, 255).astype(np.uint8)
     if img.ndim == 2:
         return np.repeat(img[:, :, None], 3, axis=2)

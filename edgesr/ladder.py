@@ -50,7 +50,8 @@ def measure(rung, frame: np.ndarray, seconds: float = 2.0) -> dict:
     out = np.empty((frame.shape[0] * rung.scale, frame.shape[1] * rung.scale, 3), np.uint8)
     for _ in range(2):
         rung.upscale(frame, out=out)
-    lat, t_end = [], time.perf_counter() + seconds
+    lat: list[float] = []
+    t_end = time.perf_counter() + seconds
     while time.perf_counter() < t_end or len(lat) < 5:
         t0 = time.perf_counter()
         rung.upscale(frame, out=out)
@@ -89,11 +90,12 @@ def _calibrate(rungs, frame, size, backend, threads, seconds, progress, rounds, 
             if step:
                 step(k * len(rungs) + i + 1, n, r.card.name)
             row = measure(r, frame, seconds / rounds)
-            if best[i] is None or row["ms_median"] < best[i]["ms_median"]:
+            prev = best[i]
+            if prev is None or row["ms_median"] < prev["ms_median"]:
                 best[i] = row
     if progress:
-        for row in best:
-            progress(row)
+        for done in best:
+            progress(done)
     return {"version": TABLE_VERSION, "host": platform.node(), "machine": platform.machine(),
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "input_size": list(size), "backend": backend,
             "threads": threads, "rungs": best}

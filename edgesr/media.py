@@ -75,7 +75,7 @@ def upscale_video(engine, src: Path, dst: Path, progress, max_mp: float = MAX_OU
     s = engine.scale
     check_output_size(h, w, s, max_mp, src)
     tmp, final = atomic_path(dst)
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (w * s, h * s))
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*fourcc), fps, (w * s, h * s))
     if not writer.isOpened():
         tmp.unlink(missing_ok=True)
         raise InputError(f"{dst}: cannot open a {fourcc} video writer for it")

@@ -71,10 +71,15 @@ class ModeChooser:
         # the first measurement comes after it settled (SETTLE_S) and moves away from it like any other
         self.mode = None if any(m.startswith("h264") for m in self.modes) else "lr" if "lr" in self.modes \
             else self.modes[-1]
-        self.db, self.last_t, self.thumb, self.fresh = {m: None for m in self.modes}, None, None, False
+        self.db: dict[str, float | None] = {m: None for m in self.modes}
+        self.last_t: float | None = None
+        self.thumb: np.ndarray | None = None
+        self.fresh = False
         self.video: dict = {}   # mode -> H264Stream (made on the first frame)
         self.units: dict = {}   # mode -> this frame's H.264 unit
-        self.start_t, self.pending = None, None  # first frame's time; an H.264 mode to enter at the next frame
+        self.start_t: float = 0.0  # first frame's time (set by the first choose()); then when a new stream started
+        self.started = False
+        self.pending: str | None = None  # an H.264 mode to enter at the next frame
         self.quality: dict = {}  # tile mode -> the quality that fitted the budget at the last measurement
         self.stats = {"measurements": 0, "switches": 0, "measure_ms": 0.0, "video_ms": 0.0}
 
@@ -87,7 +92,8 @@ class ModeChooser:
             return False  # after an IDR an H.264 picture builds up for seconds: not scored while it does
         if self.last_t is None or now - self.last_t >= self.every_s:
             return True
-        self.fresh = float(np.mean(np.abs(self._thumb(hr) - self.thumb))) > self.scene_change
+        self.fresh = self.thumb is not None and \
+            float(np.mean(np.abs(self._thumb(hr) - self.thumb))) > self.scene_change
         return self.fresh  # a new scene: its scores replace the old ones instead of averaging with them
 
     def _crop(self, hr: np.ndarray) -> np.ndarray:
@@ -132,8 +138,8 @@ class ModeChooser:
         """The mode for this frame, one of ``modes`` (measuring first when due); H.264 units in ``units``.
         Entering an H.264 mode takes effect at the next frame, whose unit is an IDR."""
         now = time.monotonic() if now is None else now
-        if self.start_t is None:
-            self.start_t = now
+        if not self.started:
+            self.started, self.start_t = True, now
             if self.mode is None:  # H.264 HR: with x264 tuned for fidelity the video study measured it best
                 self.mode = "h264_hr" if "h264_hr" in self.modes else "h264_lr"  # in every cell of the clip
         if self.pending:
@@ -149,7 +155,7 @@ class ModeChooser:
             self.stats["measurements"] += 1
             self.last_t, self.thumb = now, self._thumb(hr)
             scored = [(db, m) for m, db in self.db.items() if db is not None]
-            cur = self.db.get(self.mode)
+            cur = self.db.get(self.mode) if self.mode is not None else None
             if scored:
                 db, best = max(scored)
                 margin = self.video_hysteresis_db if "h264" in best + str(self.mode) else self.hysteresis_db

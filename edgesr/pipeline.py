@@ -98,7 +98,7 @@ class Pipeline:
             if seq == 0:
                 self._describe(img)
             if self.size and (img.shape[1], img.shape[0]) != tuple(self.size):
-                img = fit_frame(img, tuple(self.size), self.fit)
+                img = fit_frame(img, (self.size[0], self.size[1]), self.fit)
             self.slot.put(Captured(img, seq, time.time_ns() // 1000, time.monotonic()))
             self.stats["captured"] += 1
             seq = (seq + 1) & 0xFFFFFFFF

@@ -125,6 +125,7 @@ class Receiver:
     def _drain(self) -> None:
         """The pump: packets -> depacketizer -> the ready slot, refresh requests back, until close()."""
         dep, reader = self.depacketizer, self.reader
+        assert reader is not None  # packet links have one (http is _drain_mjpeg)
         try:
             while not self._closed:
                 raws = reader.read(0.2)

@@ -17,7 +17,7 @@ class Replenisher:
     def select(self, img: np.ndarray) -> list[int]:
         """Tile indexes to send for ``img``, most changed first (all of them for a new size)."""
         grid = tile_grid(img.shape[0], img.shape[1], self.tile)
-        if self.ref is None or self.ref.shape != img.shape:
+        if self.ref is None or self.age is None or self.ref.shape != img.shape:
             self.ref, self.age = None, np.zeros(len(grid), np.int64)
             return list(range(len(grid)))
         diff = np.array([np.abs(img[y:y + h, x:x + w].astype(np.int16) - self.ref[y:y + h, x:x + w]).mean()
@@ -29,8 +29,9 @@ class Replenisher:
     def sent(self, img: np.ndarray, indices) -> None:
         """Record that ``indices`` of ``img`` went out."""
         grid = tile_grid(img.shape[0], img.shape[1], self.tile)
-        if self.ref is None or self.ref.shape != img.shape:  # the robot has nothing of this size yet
+        if self.ref is None or self.age is None or self.ref.shape != img.shape:  # nothing of this size there yet
             self.ref, self.age = np.zeros_like(img), np.zeros(len(grid), np.int64)
+        assert self.ref is not None and self.age is not None
         self.age += 1
         for i in indices:
             x, y, w, h = grid[i]

@@ -13,6 +13,7 @@ import signal
 import socket
 import threading
 import time
+from typing import Any
 
 from .config import ServeConfig
 
@@ -55,9 +56,9 @@ def wait_for_devices(cfg: ServeConfig) -> None:
         if not missing:
             return
         if time.monotonic() >= t_end:
-            k, v = next(iter(missing.items()))
+            key, v = next(iter(missing.items()))
             what = "device" if v.startswith("/dev/") else "file or folder"
-            raise ConfigError(f"{k}: {v}: no such {what} (waited {cfg.device_wait:g} s; unplugged, or wrong path?)")
+            raise ConfigError(f"{key}: {v}: no such {what} (waited {cfg.device_wait:g} s; unplugged, or wrong path?)")
         time.sleep(0.2)
 
 
@@ -67,7 +68,7 @@ def build(cfg: ServeConfig):
     from .sources import open_source
     from .transports import open_sink
 
-    engine = None
+    engine: Any = None  # an Engine, or a Ladder of them
     if any(k.resolved_topology == "source" for k in cfg.sinks):
         m = cfg.model
         if m.ladder:

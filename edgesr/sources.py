@@ -7,6 +7,7 @@ import logging
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -101,7 +102,7 @@ class SyntheticSource(Source):
 class _CaptureSource(Source):
     """An OpenCV VideoCapture opened on first read and released on close (cameras and video files)."""
 
-    cap = None
+    cap: Any = None
 
     def _grab(self, fail: str | None = None):
         """The next frame as RGB; at a failed read None, or with ``fail``: close and raise SourceError(fail)."""
@@ -136,7 +137,7 @@ class CameraSource(_CaptureSource):
             raise SourceError(f"{self.device}: cannot open camera (unplugged, busy, or no permission: is the "
                               "user in the 'video' group?)")
         if self.fourcc:
-            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.fourcc))
+            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*self.fourcc))
         if self.size:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
@@ -152,7 +153,8 @@ class PiCamera2Source(Source):
     """CSI camera through picamera2 (apt install python3-picamera2 on Raspberry Pi OS)."""
 
     def __init__(self, size=(640, 480), fps: float | None = None):
-        self.size, self.fps, self.name, self.cam = tuple(size or (640, 480)), fps, "picamera2", None
+        self.size, self.fps, self.name = tuple(size or (640, 480)), fps, "picamera2"
+        self.cam: Any = None
 
     def open(self) -> None:
         try:

@@ -35,6 +35,11 @@ def twin_of(path: Path) -> Path | None:
     return twin
 
 
+def _dtype(path: Path) -> str | None:
+    card = load_card(path)
+    return card.dtype if card is not None else None
+
+
 def _key(paths, threads: int, size: tuple[int, int]) -> str:
     from .bench import cpu_name
     from .interpreter import interpreter_api
@@ -85,7 +90,7 @@ def choose(path: Path, dtype: str, threads: int, size: tuple[int, int] = (320, 2
     if dtype != "auto":
         if card is not None and card.dtype == dtype:
             return path, {"dtype": dtype, "forced": True}
-        if twin is not None and load_card(twin).dtype == dtype:
+        if twin is not None and _dtype(twin) == dtype:
             return twin, {"dtype": dtype, "forced": True}
         raise ModelError(f"{path.name} has no {dtype} twin (its card names none); use --dtype auto")
     if twin is None:
@@ -105,5 +110,5 @@ def choose(path: Path, dtype: str, threads: int, size: tuple[int, int] = (320, 2
     ms = table[key]
     fastest = min((path, twin), key=lambda p: ms.get(p.name, float("inf")))
     other = twin if fastest == path else path
-    return fastest, {"dtype": load_card(fastest).dtype, "ms": ms, "cached": hit,
+    return fastest, {"dtype": _dtype(fastest), "ms": ms, "cached": hit,
                      "ratio": round(ms[fastest.name] / ms[other.name], 3), "key": key}

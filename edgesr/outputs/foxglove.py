@@ -2,6 +2,8 @@
 backlog is a few messages, so a robot on Wi-Fi never queues seconds of video."""
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import ConfigError
 from ..extras import need
 from .base import Output, parse
@@ -20,7 +22,7 @@ class FoxgloveOutput(Output):
         self.host, self.port = host, int(port)
         self.topic = path.rstrip("/") or "/edgesr/image_sr"
         self.frame_id, self.quality = q.get("frame_id", "camera"), quality_of(q, url)
-        self.server = None
+        self.server: Any = None
 
     def open(self) -> None:
         foxglove = need("foxglove", "foxglove://")

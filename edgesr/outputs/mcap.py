@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from ..extras import need
@@ -20,7 +21,8 @@ class MCAPOutput(Output):
             raise ConfigError(f"{url}: folder {self.path.parent} does not exist")
         self.topic = q.get("topic", "/edgesr/image_sr/compressed")
         self.frame_id, self.quality = q.get("frame_id", "camera"), quality_of(q, url)
-        self.writer = self.file = None
+        self.writer: Any = None
+        self.file: Any = None
 
     def open(self) -> None:
         writer_mod = need("mcap.writer", "--record")

@@ -18,6 +18,7 @@ import json
 import os
 import struct
 import time
+from typing import Any
 
 from ..errors import ConfigError
 from ..extras import need
@@ -66,7 +67,9 @@ class ROS2Output(Output):
             raise ConfigError(f"{url}: distro must be one of {', '.join(DISTROS)}")
         self.frame_id, self.quality = q.get("frame_id", "camera"), quality_of(q, url)
         self.namespace = q.get("namespace", "")
-        self.session = self.tokens = self.publisher = None
+        self.session: Any = None
+        self.tokens: Any = None
+        self.publisher: Any = None
         self.seq = 0
 
     def key(self) -> str:

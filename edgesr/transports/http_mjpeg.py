@@ -30,7 +30,8 @@ class MJPEGSink(Sink):
         self.needs_sr, self.quality = topology == "source", quality  # whole JPEGs: the SR frame, or the LR one
         self.addr = (endpoint.host, endpoint.port)
         self.max_clients, self.client_timeout = max_clients, client_timeout
-        self.jpeg, self.count_frames = None, 0
+        self.jpeg: bytes | None = None
+        self.count_frames = 0
         self.cond = threading.Condition()
         self.stats.update(clients=0, client_frames_skipped=0, clients_refused=0, client_errors=0)
 
@@ -101,11 +102,12 @@ class MultipartParser:
     """Bytes of a multipart/x-mixed-replace stream in, JPEG payloads out (each part needs Content-Length)."""
 
     def __init__(self, max_part: int = MAX_PART):
-        self.buf, self.max_part, self.need = bytearray(), max_part, None
+        self.buf, self.max_part = bytearray(), max_part
+        self.need: int | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
         self.buf += data
-        out = []
+        out: list[bytes] = []
         while True:
             if self.need is None:
                 end = self.buf.find(b"\r\n\r\n")

@@ -57,7 +57,7 @@ class TCPSink(PacketSink):
         try:
             self.server = socket.create_server(self.addr, reuse_port=False, backlog=64)
         except OSError as e:
-            raise listen_error(self.url, *self.addr, e) from None
+            raise listen_error(self.url, self.addr[0], self.addr[1], e) from None
         self.server.settimeout(0.2)
         self.port = self.server.getsockname()[1]
         self.acceptor = threading.Thread(target=self._accept, name=f"tcp accept {self.addr}", daemon=True)
