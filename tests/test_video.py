@@ -500,7 +500,7 @@ def test_the_robot_asks_for_a_refresh_over_a_lossy_serial_radio(clip):
                          bitrate=57600).start()
         rx = Receiver(f"serial://{link.rx}?baud=115200", upscale=False, latest_only=False, feedback=feedback)
         got = []
-        t = threading.Thread(target=lambda: got.extend(rx.frames(timeout=2.0)))
+        t = threading.Thread(target=lambda: got.extend(rx.frames(timeout=10.0)))  # close() ends it sooner
         t.start()
         try:
             for k, img in enumerate(clip * 2):
@@ -558,7 +558,7 @@ def test_refresh_requests_go_back_over_udp(clip):
     sink = open_sink(f"udp://127.0.0.1:{relay_in.getsockname()[1]}", topology="source", codec="h264", fps=4.0,
                      bitrate=57600).start()
     got = []
-    reader = threading.Thread(target=lambda: got.extend(rx.frames(timeout=2.0)))
+    reader = threading.Thread(target=lambda: got.extend(rx.frames(timeout=10.0)))  # close() ends it sooner
     reader.start()
     try:
         for k, img in enumerate(clip):
