@@ -68,6 +68,7 @@ def test_upscale_video_keeps_fps_and_frames(tmp_path, photo):
     assert n == 7
 
 
+@pytest.mark.slow
 def test_models_info_bench():
     r = edgesr("info", FIX / "tiny_x2_int8_tile.tflite", "--json")
     assert r.returncode == 0, r.stderr
@@ -87,6 +88,7 @@ def test_models_info_bench():
     assert isinstance(json.loads(r.stdout), list)
 
 
+@pytest.mark.slow
 def test_errors_are_one_line(tmp_path):
     model = FIX / "tiny_x2_float32.tflite"
     assert_one_line_error(edgesr("upscale", tmp_path / "nope.png", tmp_path / "o.png", "--model", model),
@@ -151,6 +153,7 @@ def test_models_lists_shipped_defaults():
     assert rows["efdn_w16b2_x4_int8"]["set5_psnr_y"] > rows["srgan_w16b1_x4_int8"]["set5_psnr_y"] > 29.5
 
 
+@pytest.mark.slow
 def test_upscale_texture_threshold(tmp_path):
     """--texture-threshold is wired through: 255 leaves no tile textured enough (pure OpenCV bicubic), 0 runs the
     model everywhere, and a middle value gives something between."""

@@ -86,6 +86,7 @@ def _run(blob, x):
     return y
 
 
+@pytest.mark.slow
 def test_export_parity_float_and_int8():
     spec = ArchSpec("srgan", 2, width=8, blocks=1)
     m = build(spec, input_shape=(24, 24, 3))
@@ -200,6 +201,7 @@ def test_cli_train_resume_distill_quantize_evaluate(tmp_path, set5):
     assert "ops would run on the Edge TPU (fully mapped)" in r.stdout
 
 
+@pytest.mark.slow
 def test_cli_bad_inputs(tmp_path):
     r = _convert("train", "--data", tmp_path, "--out", tmp_path / "o", "--steps", "1")
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "no images" in r.stderr
@@ -235,6 +237,7 @@ def test_split_anchor_export_form_is_the_same_function(arch):
     np.testing.assert_allclose(np.asarray(split(x)), np.asarray(m(x)), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_distill_from_a_shipped_tflite_teacher_starting_from_the_recovered_default(tmp_path, set5):
     """A shipped int8 model teaches (its outputs cached with the patches), the student starts from the shipped
     default recovered into a trainable EDBB run (the same function as the folded .tflite)."""

@@ -6,6 +6,7 @@ import struct
 import zlib
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -96,6 +97,7 @@ def test_real_parity_with_one_field_changed(photo, field, value, lost, parity):
     assert all(p in pk for p in got)
 
 
+@pytest.mark.slow
 def test_reed_solomon_inside_serial_frames_survives_byte_corruption(photo):
     """1 % of bytes with a flipped bit: a 300-byte packet is almost never intact, with rs=16 almost always."""
     from edgesr.framing import StreamDeframer, frame_bytes

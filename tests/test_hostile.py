@@ -88,6 +88,7 @@ u16 = st.integers(0, 65535)
 @given(fw=u16, fh=u16, tc=u16, ti=u16, x=u16, y=u16, w=u16, h=u16, codec=st.integers(0, 255),
        scale=st.integers(0, 255), frag=st.integers(0, 255), nfrag=st.integers(0, 255), lr=st.booleans(),
        stream=u16, payload=st.sampled_from(["noise", "image", "header"]), keyed=st.booleans())
+@pytest.mark.slow
 def test_structure_aware_fuzz(fw, fh, tc, ti, x, y, w, h, codec, scale, frag, nfrag, lr, stream, payload, keyed):
     """Packets with a valid CRC and HMAC and arbitrary header fields: only ProtocolError, bounded memory."""
     from edgesr.assembly import FrameAssembler
@@ -214,6 +215,7 @@ def test_folder_source_warns_once_per_bad_image(tmp_path, caplog):
 
 
 # -- robot side ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_receive_reports_the_real_cause(tmp_path):
     r = edgesr("receive", f"tcp://127.0.0.1:{free_port(socket.SOCK_STREAM)}", "--timeout", "1")
     assert r.returncode == 1 and "cannot connect" in r.stderr and "Traceback" not in r.stderr
@@ -221,6 +223,7 @@ def test_receive_reports_the_real_cause(tmp_path):
     assert r.returncode == 1 and "cannot open /dev/ttyUSB_edgesr_missing" in r.stderr
 
 
+@pytest.mark.slow
 def test_receive_fps_excludes_the_final_wait_and_accepts_the_stream_url():
     from edgesr.engine import Engine
     from edgesr.pipeline import Pipeline
@@ -236,6 +239,7 @@ def test_receive_fps_excludes_the_final_wait_and_accepts_the_stream_url():
     assert s["frames"] >= 10 and s["fps"] > 6, (s, r.stderr)  # (n-1)/(t_last-t_first), not over the 3 s wait
 
 
+@pytest.mark.slow
 def test_http_sink_serves_many_clients_and_drops_stalled_ones(photo, caplog):
     from edgesr.engine import Engine
     from edgesr.pipeline import Pipeline
@@ -285,6 +289,7 @@ def test_key_file_is_relative_to_the_config(tmp_path, monkeypatch):
         C.load(tmp_path / "e.toml", {"sink": [{"url": "udp://127.0.0.1:5600", "key_file": "none.key"}]})
 
 
+@pytest.mark.slow
 def test_bench_takes_scale_for_cardless_models(tmp_path):
     shutil.copy(TINY, tmp_path / "m.tflite")
     r = edgesr("bench", "--model", tmp_path / "m.tflite", "--scale", "2", "--seconds", "0.5", "--threads", "1",
@@ -311,6 +316,7 @@ def _huge_png(path, w: int, h: int) -> None:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(idat)) + chunk(b"IEND", b""))
 
 
+@pytest.mark.slow
 def test_a_huge_image_is_refused_from_its_header(tmp_path):
     """12000x12000: refused before decoding (it took 16 s and 1.09 GB RSS when decoded first)."""
     big = tmp_path / "big.png"

@@ -166,6 +166,7 @@ def test_config_keys(tmp_path):
         assert needle in str(e.value)
 
 
+@pytest.mark.slow
 def test_calibrate_writes_the_table_serve_uses(tmp_path, caplog):
     p = tmp_path / "robot.toml"
     p.write_text(LADDER_TOML.format(port=5999))
@@ -197,6 +198,7 @@ def test_calibrate_errors(tmp_path):
     assert r.returncode == 2 and "no_such_model" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_serve_with_ladder_reports_rung(tmp_path):
     """serve with a ladder config and a table measured on this machine: /state-like STATUS names the model."""
     import socket
@@ -214,6 +216,7 @@ def test_serve_with_ladder_reports_rung(tmp_path):
     assert "tiny_x2_float32" in r.stderr or "bicubic" in r.stderr
 
 
+@pytest.mark.slow
 def test_metrics_name_the_rung(tmp_path):
     """A real pipeline built from a ladder config: /metrics and /state carry the rung and the SR share."""
     from edgesr.health import prometheus

@@ -56,6 +56,7 @@ def zenoh_session(mode, endpoint):
     return zenoh.open(cfg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("distro", ["jazzy", "humble"])
 def test_ros2_topic_over_rmw_zenoh(distro):
     from rosbags.typesys import Stores, get_typestore
@@ -154,6 +155,7 @@ def test_foxglove_websocket_channel():
         assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (128, 192, 3)
 
 
+@pytest.mark.slow
 def test_mcap_recording_reads_back_as_ros2(tmp_path):
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
@@ -180,6 +182,7 @@ def test_mcap_recording_reads_back_as_ros2(tmp_path):
         assert message.log_time == decoded.header.stamp.sec * 10**9 + decoded.header.stamp.nanosec
 
 
+@pytest.mark.slow
 def test_slow_output_drops_frames_and_never_stalls_reception():
     from edgesr.outputs import Output
 
@@ -219,6 +222,7 @@ def test_output_errors_are_one_line():
     assert "cannot reach the zenoh router" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_measured_link_chooses_by_measurement(tmp_path):
     """topology 'auto' on a budgeted UDP link: the device measures both modes on its own frames and sends the
     better one; the choice and the measured dB are in /state and /metrics, the robot gets the camera's size."""
@@ -260,6 +264,7 @@ def test_measured_link_chooses_by_measurement(tmp_path):
     assert wide["db"]["h264_hr"] > thin["db"]["h264_hr"]  # more bits, better picture: the scores are measured
 
 
+@pytest.mark.slow
 def test_the_topic_check_script_sees_the_topic_without_ros():
     """scripts/ros2_topic_check.py (docs/howto.md) as the router, edgesr receive publishing to it."""
     import subprocess

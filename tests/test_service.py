@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 
 import numpy as np
+import pytest
 
 from edgesr.linksim import PtyLink, free_port
 
@@ -21,6 +22,7 @@ MODEL = FIX / "tiny_x2_float32.tflite"
 
 
 
+@pytest.mark.slow
 def test_serve_under_systemd_notify(tmp_path):
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
@@ -102,6 +104,7 @@ listen = "127.0.0.1:{health}"
         notify.close()
 
 
+@pytest.mark.slow
 def test_camera_disappears_and_returns(tmp_path):
     """File source deleted mid-stream: reconnect with backoff, /healthz 503, loop stays alive (watchdog),
     and /healthz is 200 again within 3 s of the source coming back."""

@@ -6,6 +6,7 @@ import logging
 import time
 
 import numpy as np
+import pytest
 
 from edgesr import config as C
 from edgesr.service import build
@@ -53,6 +54,7 @@ def _serve_for(source: dict, seconds: float, caplog):
     return pipe, rec
 
 
+@pytest.mark.slow
 def test_a_video_file_plays_at_its_own_size_and_rate(caplog):
     pipe, rec = _serve_for({}, 3.0, caplog)
     assert set(rec.shapes) == {(432, 768, 3)}
@@ -60,6 +62,7 @@ def test_a_video_file_plays_at_its_own_size_and_rate(caplog):
     assert "768x432 at 10 fps" in caplog.text
 
 
+@pytest.mark.slow
 def test_another_aspect_is_letterboxed_and_said_once(caplog):
     pipe, rec = _serve_for({"width": 320, "height": 240}, 1.5, caplog)
     assert set(rec.shapes) == {(240, 320, 3)}

@@ -95,6 +95,7 @@ def test_tcp_many_clients_kill_and_reconnect():
     assert pipe.sinks[0].stats["client_drops"] >= 1
 
 
+@pytest.mark.slow
 def test_tcp_receiver_waits_for_server_and_reconnects():
     port = free_port(socket.SOCK_STREAM)
     rx = Receiver(f"tcp://127.0.0.1:{port}")
@@ -115,6 +116,7 @@ def test_tcp_receiver_waits_for_server_and_reconnects():
     assert rx.reader.reconnects >= 1
 
 
+@pytest.mark.slow
 def test_serial_over_pty_with_corruption_and_loss():
     link = PtyLink(bitrate=0, corrupt=0.002, loss=0.05, seed=3).start()
     rx = Receiver(f"serial://{link.rx}?baud=115200", upscale=False)
@@ -129,6 +131,7 @@ def test_serial_over_pty_with_corruption_and_loss():
     assert link.stats["corrupted"] > 0 and (rx.stats["bad_packets"] > 0 or rx.reader.deframer.errors > 0)
 
 
+@pytest.mark.slow
 def test_serial_pacing_never_exceeds_budget_over_2s():
     bitrate = 20000
     link = PtyLink(bitrate=0).start()
@@ -142,6 +145,7 @@ def test_serial_pacing_never_exceeds_budget_over_2s():
     assert sink.encoder.rate.quality < 90  # rate control stepped quality down to fit
 
 
+@pytest.mark.slow
 def test_serial_link_cut_and_restored():
     link = PtyLink(bitrate=0).start()
     rx = Receiver(f"serial://{link.rx}?baud=115200", upscale=False)
@@ -186,6 +190,7 @@ def test_http_mjpeg_browser_page_snapshot_stream_and_opencv():
         pipe.stop()
 
 
+@pytest.mark.slow
 def test_serve_process_sigterm_is_clean_and_tcp_frames_complete(tmp_path):
     port = free_port(socket.SOCK_STREAM)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

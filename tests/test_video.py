@@ -51,6 +51,7 @@ def deliver(packets, drop=lambda k, i, raw: False, limits=None):
     return out + asm.expire(now=len(packets) + 10.0, max_age=1.0), asm  # the last frames, complete or not
 
 
+@pytest.mark.slow
 def test_h264_stream_fits_the_link_and_beats_intra_tiles(clip):
     packets = stream(clip, bitrate=57600)
     kbps = sum(len(p) for pk in packets for p in pk) * 8 * 2.0 / len(clip) / 1000
@@ -216,6 +217,7 @@ def test_the_receiver_measures_packet_loss_and_suggests_fec(clip):
     assert 0.03 < loss < 0.12 and parity_share(loss) == pytest.approx(5 * loss)
 
 
+@pytest.mark.slow
 def test_the_receiver_suggests_no_parity_for_small_frames(clip):
     """A real Receiver on a loopback UDP socket, every 10th packet lost: on a wide stream it suggests 5x the loss
     as `fec`, on a thin one (under FEC_MIN_FRAME link bytes a frame) none."""
@@ -229,6 +231,7 @@ def test_the_receiver_suggests_no_parity_for_small_frames(clip):
         assert s["suggested_fec"] == (pytest.approx(5 * s["packet_loss"], abs=0.01) if wide else 0.0), s
 
 
+@pytest.mark.slow
 def test_units_fec_rebuilt_count_once_in_the_loss_estimate(clip):
     """A thin stream with parity (one packet a frame), every 6th data packet lost: each is a unit lost whole, most
     are rebuilt. The receiver's loss is what the link lost, not the losses plus the rebuilt units again."""
@@ -273,6 +276,7 @@ def test_a_robot_without_pyav_says_so_once(clip, monkeypatch, caplog):
     assert rx.assembler.stats["bad_tiles"] >= 2 and caplog.text.count("needs PyAV") == 1
 
 
+@pytest.mark.slow
 def test_a_tcp_client_that_connects_late_gets_a_picture_at_once():
     """TCP knows when a robot connects: the device sends an IDR next, so a second robot that connects while the
     stream runs does not wait for the refresh sweep (10 s here)."""
@@ -484,6 +488,7 @@ def test_the_device_honours_refresh_requests_where_an_idr_pays(clip):
     assert not has_idr(unit_after(deaf, encode_request(0, 1), 1.0)) and deaf.state()["refresh_requests"] == 1
 
 
+@pytest.mark.slow
 def test_the_robot_asks_for_a_refresh_over_a_lossy_serial_radio(clip):
     """Real pyserial over a simulated radio (pty, both directions lose 20 % of frames): the robot's requests reach
     the device, which sends IDRs; with feedback off it asks for nothing."""
@@ -520,6 +525,7 @@ def test_the_robot_asks_for_a_refresh_over_a_lossy_serial_radio(clip):
             assert rx.stats["refresh_requests"] == 0 and sink.state()["refresh_requests"] == 0
 
 
+@pytest.mark.slow
 def test_refresh_requests_go_back_over_udp(clip):
     """Real UDP on loopback through a relay that loses every 7th datagram to the robot: the robot's requests go to
     where the stream's valid packets come from (the relay, not a spoofer sending garbage), which passes them back
@@ -583,6 +589,7 @@ def test_refresh_requests_go_back_over_udp(clip):
     assert sink.state()["refresh_requests"] >= 1 and sink.state()["refreshes"] >= 1
 
 
+@pytest.mark.slow
 def test_a_flood_of_refresh_requests_costs_at_most_one_idr_a_second(clip):
     """Hostile back channel: 400 datagrams at the device's UDP socket (half garbage, half valid requests with newer
     and newer seqs): at most 64 are read a frame, garbage is counted, and one IDR a second is all it gets."""

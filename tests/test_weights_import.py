@@ -50,6 +50,7 @@ def test_checkpoint_cannot_run_code(tmp_path):
         read_state_dict(tmp_path / "junk.pth")
 
 
+@pytest.mark.slow
 def test_import_matches_the_authors_pytorch_model(tmp_path):
     r = run_cli("converters", "import", CKPT, "--out", tmp_path / "run", "--reference", REF, timeout=600)
     assert r.returncode == 0, r.stderr
