@@ -143,8 +143,9 @@ class Receiver:
                 for f in got:
                     self.ready.put(f)
         except Exception as e:  # noqa: BLE001 -- a bug must end frames() with its error, not hang it
-            log.error("%s: receiving stopped: %s", self.url, e)
-            self.error = e
+            if not self._closed:  # a transport closed under a read by close() is the normal end
+                log.error("%s: receiving stopped: %s", self.url, e)
+                self.error = e
         finally:
             self.ready.close()
 

@@ -100,8 +100,8 @@ class UDPReader:
             out, self.sources = [data], [addr]
         except OSError:  # timeout, or the socket was closed by close() from another thread
             return []
-        self.sock.setblocking(False)
         try:
+            self.sock.setblocking(False)  # close() from another thread may have closed it since: OSError
             while len(out) < 256:
                 data, addr = self._recv()
                 out.append(data)
