@@ -127,7 +127,7 @@ class Engine:
         if c.tile is not None and tuple(c.tile) != self.tile:
             raise ModelError(f"{name}: card says tile {c.tile}, the model's input is "
                              f"{'dynamic' if self.dynamic else list(self.tile or ())}; fix the card's \"tile\"")
-        if c.color != ("y" if self.channels == 1 else "rgb"):
+        if c.color != self.color:
             raise ModelError(f"{name}: card says color {c.color!r}, the model takes {self.channels} channel(s); "
                              "fix the card's \"color\"")
         h, w = self.tile or (16, 16)
@@ -237,6 +237,11 @@ class Engine:
             blender = Blender(tiler, chosen, self.card.margin)
             self._run_tiles(tiler.pad(frame), tiler, chosen, lambda t, i: blender.place(out, t, i))
 
+    @property
+    def color(self) -> str:
+        """'y' for a luminance model, 'rgb' otherwise (what its card must say)."""
+        return "y" if self.channels == 1 else "rgb"
+
     def _y_out(self, out: np.ndarray) -> np.ndarray:
         """The HR luminance buffer of a Y model (one per output size)."""
         shape = (*out.shape[:2], 1)
@@ -276,6 +281,6 @@ class Engine:
         return {"model": self.path.name, "backend": self.backend, "twin_choice": self.twin_choice,
                 "interpreter": self.interpreter_name,
                 "threads": self.threads, "scale": self.scale, "tile": list(self.tile) if self.tile else None,
-                "batch": self.batch, "color": "y" if self.channels == 1 else "rgb",
+                "batch": self.batch, "color": self.color,
                 "texture_threshold": self.texture_threshold, "input_dtype": str(self.in_dtype),
                 "output_dtype": str(self.out_dtype)}

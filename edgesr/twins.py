@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import statistics
-import time
 from pathlib import Path
 
 from .errors import ModelError
@@ -56,24 +54,19 @@ def _key(paths, threads: int, size: tuple[int, int]) -> str:
     return f"{cpu_name()} | {name} | {h.hexdigest()[:16]} | {threads} threads | {size[0]}x{size[1]}"
 
 
-def measure(paths, threads: int, size: tuple[int, int], rounds: int = 3, runs: int = 4) -> dict[str, float]:
-    """Median ms of each model's upscale at ``size`` (w, h), the lowest over ``rounds`` interleaved rounds."""
+def measure(paths, threads: int, size: tuple[int, int], rounds: int = 3) -> dict[str, float]:
+    """Median ms of each model's upscale at ``size`` (w, h) (``ladder.measure``: 2 warm-up frames, 5 timed), the
+    lowest over ``rounds`` interleaved rounds."""
     from .engine import Engine
     from .imageio import sample_frame
+    from .ladder import measure as median_ms
 
     frame = sample_frame(size)
     engines = {Path(p).name: Engine(p, threads=threads, dtype="as-is") for p in paths}
     best = {n: float("inf") for n in engines}
-    for n, e in engines.items():
-        e.upscale(frame)  # warm-up
     for _ in range(rounds):
         for n, e in engines.items():
-            lat = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                e.upscale(frame)
-                lat.append(1000 * (time.perf_counter() - t0))
-            best[n] = min(best[n], statistics.median(lat))
+            best[n] = min(best[n], median_ms(e, frame, seconds=0.0)["ms_median"])
     return {n: round(v, 3) for n, v in best.items()}
 
 
